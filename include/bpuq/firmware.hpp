@@ -1,0 +1,6 @@
+// Umbrella of the dependency-free layers that make up the firmware single header.
+#pragma once
+
+#include "core.hpp"
+#include "quant.hpp"
+#include "observe.hpp"
