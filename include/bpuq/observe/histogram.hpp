@@ -1,0 +1,181 @@
+// Histogram of |x| on a canonical power-of-two grid: streaming, bounded, exactly mergeable.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "detail/scan.hpp"
+
+BPUQ_NAMESPACE_BEGIN
+
+/// Histogram of |x| over [0, bins() * bin_width()), with memory bounded by max_bins().
+///
+/// The grid is a function of the largest |x| seen so far (M) and nothing else:
+///   bin width w = 2^e, e = the smallest integer >= kMinExponent with floor(M / 2^e) < max_bins
+///   bins       = floor(M / w) + 1   (so max_bins/2 < bins <= max_bins once M is large enough)
+///   bin of x   = floor(|x| / w)     (exact in float: a multiplication by a power of two)
+/// When a batch raises M, either the bin count grows (same width, new empty bins at the top)
+/// or the width doubles k times and old bin j merges into bin j >> k. Both are exact, so the
+/// counts equal binning every value ever seen directly on the final grid: the histogram
+/// does not depend on batch order or batch boundaries, and merge(a, b) is bitwise equal to
+/// observing a's data then b's (what parallel calibration needs). See docs/CALIBRATION.md.
+class Histogram {
+public:
+    /// Smallest width exponent: 2^-kMinExponent must be a normal float (the binning multiplier).
+    static constexpr int kMinExponent = -126;
+    /// Bin indices stay below 2^24 so that |x| / w and the index are exact in float.
+    static constexpr std::size_t kMaxBinsLimit = std::size_t(1) << 24;
+
+    explicit Histogram(std::size_t max_bins = 2048) : max_bins_(max_bins), counts_(1, 0) {
+        BPUQ_CHECK(max_bins >= 2 && max_bins <= kMaxBinsLimit, "observe.bins",
+                   "histogram bin count " + std::to_string(max_bins) + " is outside [2, 16777216]");
+    }
+
+    // ---- observing ------------------------------------------------------------------
+    /// Adds |x| of every value of x[0..n). NaN/Inf are an error (observe.nonfinite).
+    void add_abs(const float* x, std::size_t n, const char* who = "histogram observer") {
+        detail::BatchStats s;
+        detail::scan_span(x, n, s);
+        if (!s.finite()) detail::throw_nonfinite(who, detail::count_nonfinite(x, n), n);
+        reserve_range(s.absmax());
+        add_abs_in_range(x, n);
+    }
+
+    /// Makes the grid cover |x| <= absmax (grows or coarsens; never loses counts).
+    void reserve_range(float absmax) {
+        BPUQ_CHECK(absmax >= 0.0f && std::isfinite(absmax), "observe.nonfinite",
+                   "histogram range " + std::to_string(absmax) + " must be finite and >= 0");
+        if (absmax <= absmax_) return;
+        absmax_ = absmax;
+        regrid(exponent_for(absmax, max_bins_), bins_for(absmax, exponent_for(absmax, max_bins_)));
+    }
+
+    /// Bins x[0..n) whose |x| is already within the range (reserve_range first). The hot loop:
+    /// one multiply, one truncation, one clamp (guards against misuse), one increment.
+    void add_abs_in_range(const float* x, std::size_t n) noexcept {
+        const float inv = inv_width();
+        const std::uint32_t last = static_cast<std::uint32_t>(counts_.size() - 1);
+        std::uint64_t* c = counts_.data();
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto j = static_cast<std::uint32_t>(std::fabs(x[i]) * inv);
+            c[j < last ? j : last] += 1;
+        }
+        total_ += n;
+    }
+
+    /// Adds another histogram's counts: the result equals observing both data streams.
+    void merge(const Histogram& other) {
+        BPUQ_CHECK(other.max_bins_ == max_bins_, "observe.merge",
+                   "cannot merge histograms with different bin limits (" + std::to_string(max_bins_) + " and " +
+                       std::to_string(other.max_bins_) + ")");
+        reserve_range(other.absmax_);
+        const int shift = exponent_ - other.exponent_;  // >= 0: this grid is at least as coarse
+        BPUQ_ASSERT(shift >= 0);
+        for (std::size_t j = 0; j < other.counts_.size(); ++j) {
+            if (!other.counts_[j]) continue;
+            const std::size_t to = shift >= 64 ? 0 : (j >> shift);
+            counts_[std::min(to, counts_.size() - 1)] += other.counts_[j];
+        }
+        total_ += other.total_;
+    }
+
+    // ---- reading --------------------------------------------------------------------
+    std::size_t max_bins() const noexcept { return max_bins_; }
+    std::size_t bins() const noexcept { return counts_.size(); }
+    const std::vector<std::uint64_t>& counts() const noexcept { return counts_; }
+    std::uint64_t count(std::size_t j) const noexcept { return counts_[j]; }
+    std::uint64_t total() const noexcept { return total_; }
+    bool empty() const noexcept { return total_ == 0; }
+    /// Largest |x| observed (exact).
+    float absmax() const noexcept { return absmax_; }
+    /// log2 of the bin width.
+    int width_exponent() const noexcept { return exponent_; }
+    double bin_width() const noexcept { return std::ldexp(1.0, exponent_); }
+    double bin_lower(std::size_t j) const noexcept { return static_cast<double>(j) * bin_width(); }
+    double bin_upper(std::size_t j) const noexcept { return static_cast<double>(j + 1) * bin_width(); }
+    /// Bytes of counts held (bounded by max_bins() * 8).
+    std::size_t memory_bytes() const noexcept { return counts_.capacity() * sizeof(std::uint64_t); }
+
+    /// Bitwise equality of grid and counts (what the merge tests compare).
+    friend bool operator==(const Histogram& a, const Histogram& b) noexcept {
+        return a.max_bins_ == b.max_bins_ && a.exponent_ == b.exponent_ && a.absmax_ == b.absmax_ &&
+               a.total_ == b.total_ && a.counts_ == b.counts_;
+    }
+    friend bool operator!=(const Histogram& a, const Histogram& b) noexcept { return !(a == b); }
+
+    /// The canonical width exponent for a maximum `absmax` (see the class comment).
+    static int exponent_for(float absmax, std::size_t max_bins) noexcept {
+        if (!(absmax > 0.0f)) return kMinExponent;
+        const double m = absmax, nb = static_cast<double>(max_bins);
+        int e = std::max(kMinExponent, std::ilogb(m) - std::ilogb(nb) - 1);
+        while (std::floor(std::ldexp(m, -e)) >= nb) ++e;
+        while (e > kMinExponent && std::floor(std::ldexp(m, -(e - 1))) < nb) --e;
+        return e;
+    }
+    static std::size_t bins_for(float absmax, int exponent) noexcept {
+        return static_cast<std::size_t>(std::floor(std::ldexp(static_cast<double>(absmax), -exponent))) + 1;
+    }
+
+    /// Bins a batch into a histogram of |x| for x < 0 and one of x >= 0 (asymmetric
+    /// percentile); both ranges must already cover the data (reserve_range).
+    friend void add_signed_in_range(Histogram& negative, Histogram& positive, const float* x,
+                                    std::size_t n) noexcept {
+        const float inv_n = negative.inv_width(), inv_p = positive.inv_width();
+        const auto last_n = static_cast<std::uint32_t>(negative.counts_.size() - 1);
+        const auto last_p = static_cast<std::uint32_t>(positive.counts_.size() - 1);
+        std::uint64_t* cn = negative.counts_.data();
+        std::uint64_t* cp = positive.counts_.data();
+        std::uint64_t negatives = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (x[i] < 0.0f) {
+                const auto j = static_cast<std::uint32_t>(-x[i] * inv_n);
+                cn[j < last_n ? j : last_n] += 1;
+                ++negatives;
+            } else {
+                const auto j = static_cast<std::uint32_t>(x[i] * inv_p);
+                cp[j < last_p ? j : last_p] += 1;
+            }
+        }
+        negative.total_ += negatives;
+        positive.total_ += n - negatives;
+    }
+
+private:
+    float inv_width() const noexcept { return std::ldexp(1.0f, -exponent_); }
+
+    void regrid(int exponent, std::size_t bins) {
+        BPUQ_ASSERT(exponent >= exponent_ && bins <= max_bins_);
+        const int shift = exponent - exponent_;
+        if (shift > 0) {
+            // Old bin j lands in bin j >> shift; indices only decrease, so merge in place.
+            for (std::size_t j = 0; j < counts_.size(); ++j) {
+                const std::size_t to = shift >= 64 ? 0 : (j >> shift);
+                if (to != j) {
+                    counts_[to] += counts_[j];
+                    counts_[j] = 0;
+                }
+            }
+            std::size_t used = counts_.size() == 0 ? 0 : (shift >= 64 ? 1 : ((counts_.size() - 1) >> shift) + 1);
+            counts_.resize(used);
+        }
+        exponent_ = exponent;
+        if (bins > counts_.size()) {
+            if (counts_.capacity() < bins) counts_.reserve(std::min(max_bins_, std::max(bins, 2 * counts_.capacity())));
+            counts_.resize(bins, 0);
+        }
+    }
+
+    std::size_t max_bins_;
+    int exponent_ = kMinExponent;
+    float absmax_ = 0.0f;
+    std::uint64_t total_ = 0;
+    std::vector<std::uint64_t> counts_;  // bin j counts |x| in [j w, (j + 1) w)
+};
+
+BPUQ_NAMESPACE_END
