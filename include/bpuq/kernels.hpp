@@ -1,0 +1,7 @@
+// Umbrella header of bpuq's integer kernels: scalar reference kernels and the xsimd SIMD kernels.
+#pragma once
+
+#include "core.hpp"
+#include "quant.hpp"
+#include "kernels/simd/arch.hpp"
+#include "kernels/simd/quantize.hpp"
