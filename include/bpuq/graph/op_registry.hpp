@@ -26,7 +26,8 @@ struct OpSchema {
     RunFn run;
 };
 
-/// Every supported operator. Opset 7-20 semantics are handled inside the functions where
+/// Every supported operator. min_opset is the oldest opset whose version of the op is
+/// implemented (most are 7 or older). Opset 7-20 semantics are handled inside the functions where
 /// they changed (attributes becoming inputs, Softmax's axis, Split's num_outputs...).
 inline const std::vector<OpSchema>& op_schemas() {
     using namespace ops;
@@ -108,9 +109,10 @@ inline const OpSchema& require_op(const Node& n, std::int64_t opset) {
     BPUQ_CHECK(s != nullptr, "graph.unsupported",
                "node '" + n.name + "' uses op " + (n.domain.empty() ? "" : n.domain + ".") + n.op_type + " (opset " +
                    std::to_string(opset) + "), which bpuq does not support; supported ai.onnx ops: " + supported_op_list());
-    BPUQ_CHECK(opset >= 7 && opset <= 20, "graph.unsupported",
+    // opsets 7-20; an older model loads when this op's semantics have not changed since then
+    BPUQ_CHECK(opset >= s->min_opset && opset <= 20, "graph.unsupported",
                "node '" + n.name + "' (" + n.op_type + "): ai.onnx opset " + std::to_string(opset) +
-                   " is outside the supported range 7-20");
+                   " is outside the range this op is supported in (" + std::to_string(s->min_opset) + "-20)");
     return *s;
 }
 

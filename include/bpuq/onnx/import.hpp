@@ -78,8 +78,10 @@ inline graph::Graph import_model(const ::onnx::ModelProto& m, const std::string&
     std::int64_t opset = -1;
     for (const auto& o : m.opset_import())
         if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
-    BPUQ_CHECK(opset >= 7 && opset <= 20, "onnx.opset",
-               origin + " imports ai.onnx opset " + std::to_string(opset) + "; supported: 7 to 20");
+    // 7-20 is the supported range; older models load when every op they use is unchanged
+    // since (checked per node by require_op)
+    BPUQ_CHECK(opset >= 1 && opset <= 20, "onnx.opset",
+               origin + " imports ai.onnx opset " + std::to_string(opset) + "; supported: 7 to 20 (older only for ops unchanged since)");
     g.opset = opset;
     BPUQ_CHECK(m.has_graph(), "onnx.graph", origin + " has no graph");
     const auto& gp = m.graph();

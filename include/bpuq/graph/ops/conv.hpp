@@ -387,9 +387,12 @@ inline ConvShape conv_transpose_shape(const Node& n, const Shape& x, const Shape
         const std::int64_t full = g.strides[i] * (s.in[i] - 1) + out_pad[i] + (g.kernel[i] - 1) * g.dilations[i] + 1;
         if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
             const std::int64_t target = !out_shape.empty() ? out_shape[out_shape.size() - d + i] : s.in[i] * g.strides[i];
-            const std::int64_t total = std::max<std::int64_t>(0, full - target);
-            // ONNX: SAME_UPPER puts the extra pad at the end (i.e. begin = total/2)
-            g.pads[i] = auto_pad == "SAME_LOWER" ? total - total / 2 : total / 2;
+            // total may be negative when output_shape asks for more than the full output: the
+            // extra rows are then zeros (+bias) at the end, as in ONNX's reference
+            const std::int64_t total = full - target;
+            const std::int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);  // floor(total / 2)
+            // SAME_UPPER puts the odd pad at the end; SAME_LOWER and output_shape at the start
+            g.pads[i] = auto_pad == "SAME_UPPER" ? half : total - half;
             g.pads[i + d] = total - g.pads[i];
         } else if (auto_pad == "VALID") {
             g.pads[i] = g.pads[i + d] = 0;

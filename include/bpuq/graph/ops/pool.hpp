@@ -136,13 +136,13 @@ inline void run_average_pool(const Node& n, const std::vector<const Tensor*>& in
                         float sum = 0.f;
                         std::int64_t count = 1, inside = 0;
                         const std::int64_t o[3] = {o0, o1, o2};
-                        // with count_include_pad the divisor counts window taps inside the padded
-                        // input (taps beyond the end padding, possible with ceil_mode, never count)
+                        // count_include_pad: every tap counts (as ONNX's reference, also the taps a
+                        // ceil_mode window puts beyond the end padding); otherwise only taps inside
                         for (int a = 0; a < 3; ++a) {
                             std::int64_t cnt = 0;
                             for (std::int64_t k = 0; k < p.k[a]; ++k) {
                                 const std::int64_t i = o[a] * p.s[a] - p.pb[a] + k * p.d[a];
-                                cnt += include_pad ? (i >= -p.pb[a] && i < p.in[a] + p.pe[a]) : (i >= 0 && i < p.in[a]);
+                                cnt += include_pad || (i >= 0 && i < p.in[a]);
                             }
                             count *= cnt;
                         }

@@ -2,6 +2,8 @@
 // Unsqueeze, Concat, Split, Slice, Gather, Shape, Identity, Dropout, Constant, Pad.
 #pragma once
 
+#include <random>
+
 #include "common.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -97,25 +99,44 @@ inline void run_identity(const Node& n, const std::vector<const Tensor*>& in, st
                          const ExecContext&, std::int64_t) {
     out[0] = need(n, in, 0);
 }
-/// Inference-mode Dropout is the identity (mask all true). Training mode is random unless
-/// the ratio is 0, so only that case is supported.
+/// Inference-mode Dropout is the identity (mask all true). Training mode draws the keep
+/// mask the way ONNX's reference does (NumPy's legacy RandomState(seed).uniform, i.e.
+/// MT19937 seeded with init_genrand and 53-bit doubles), so a model with a `seed` gives
+/// the same mask as onnx's reference; kept values are scaled by 1 / (1 - ratio).
 inline void run_dropout(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
-                        const ExecContext&, std::int64_t) {
+                        const ExecContext&, std::int64_t opset) {
     const Tensor& x = need(n, in, 0);
-    if (const Tensor* training = opt(in, 2)) {
-        BPUQ_CHECK(training->dtype() == DType::boolean, "graph.dtype", n.describe() + " training_mode must be bool");
-        if (training->data<bool>()[0]) {
-            float ratio = 0.5f;
-            if (const Tensor* r = opt(in, 1)) ratio = to_floats(n, *r, "ratio")[0];
-            BPUQ_CHECK(ratio == 0.f, "graph.unsupported",
-                       n.describe() + " runs in training mode with ratio " + std::to_string(ratio) +
-                           "; random dropout is not supported (only ratio 0 or training_mode false)");
-        }
+    bool training = false;
+    float ratio = opset < 12 ? n.attr_float("ratio", 0.5f) : 0.5f;
+    if (const Tensor* t = opt(in, 2)) {
+        BPUQ_CHECK(t->dtype() == DType::boolean && t->numel() == 1, "graph.dtype",
+                   n.describe() + " training_mode must be a bool scalar");
+        training = t->data<bool>()[0];
     }
-    out[0] = x;
+    if (const Tensor* r = opt(in, 1)) ratio = to_floats(n, *r, "ratio")[0];
+    const bool drop = training && ratio > 0.f;
+    if (drop) {
+        check_float(n, x, "input");
+        BPUQ_CHECK(ratio < 1.f, "graph.attribute", n.describe() + " ratio must be below 1 in training mode");
+    }
+    std::vector<bool> keep;
+    if (drop) {
+        std::mt19937 gen(static_cast<std::uint32_t>(n.attr_int("seed", 0)));
+        keep.resize(static_cast<std::size_t>(x.numel()));
+        for (auto&& k : keep) {
+            const std::uint32_t a = gen() >> 5, b = gen() >> 6;
+            k = (double(a) * 67108864.0 + double(b)) / 9007199254740992.0 >= double(ratio);
+        }
+        out[0] = Tensor(DType::float32, x.shape());
+        const float scale = 1.f / (1.f - ratio);
+        for (std::int64_t i = 0; i < x.numel(); ++i)
+            out[0].data<float>()[i] = keep[std::size_t(i)] ? x.data<float>()[i] * scale : 0.f;
+    } else {
+        out[0] = x;
+    }
     if (out.size() > 1) {
         out[1] = Tensor(DType::boolean, x.shape());
-        std::fill(out[1].data<bool>(), out[1].data<bool>() + x.numel(), true);
+        for (std::int64_t i = 0; i < x.numel(); ++i) out[1].data<bool>()[i] = drop ? bool(keep[std::size_t(i)]) : true;
     }
 }
 
