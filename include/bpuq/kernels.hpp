@@ -3,5 +3,6 @@
 
 #include "core.hpp"
 #include "quant.hpp"
+#include "kernels/reference.hpp"
 #include "kernels/simd/arch.hpp"
 #include "kernels/simd/quantize.hpp"
