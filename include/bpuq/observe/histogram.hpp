@@ -31,8 +31,11 @@ public:
     static constexpr int kMinExponent = -126;
     /// Bin indices stay below 2^24 so that |x| / w and the index are exact in float.
     static constexpr std::size_t kMaxBinsLimit = std::size_t(1) << 24;
+    /// Always-zero counters stored after the last bin; the binning loop spreads bin-0 hits
+    /// over them (see add_abs_in_range) and folds them back before returning.
+    static constexpr std::size_t kSpareSlots = 4;
 
-    explicit Histogram(std::size_t max_bins = 2048) : max_bins_(max_bins), counts_(1, 0) {
+    explicit Histogram(std::size_t max_bins = 2048) : max_bins_(max_bins), counts_(1 + kSpareSlots, 0) {
         BPUQ_CHECK(max_bins >= 2 && max_bins <= kMaxBinsLimit, "observe.bins",
                    "histogram bin count " + std::to_string(max_bins) + " is outside [2, 16777216]");
     }
@@ -58,13 +61,30 @@ public:
 
     /// Bins x[0..n) whose |x| is already within the range (reserve_range first). The hot loop:
     /// one multiply, one truncation, one clamp (guards against misuse), one increment.
+    ///
+    /// Two steps per chunk of 256 values, measured 1.7x (Gaussian) to 2.4x (ReLU output) faster
+    /// than one fused loop (docs/PERFORMANCE.md): the indices are computed in a loop the
+    /// compiler vectorizes, then counted. Bin 0 receives every zero (half of a ReLU output),
+    /// and back-to-back increments of one counter wait on each other through memory, so
+    /// bin-0 hits rotate over the spare slots and are folded into bin 0 at the end.
     void add_abs_in_range(const float* x, std::size_t n) noexcept {
+        constexpr std::size_t kChunk = 256;
         const float inv = inv_width();
-        const std::uint32_t last = static_cast<std::uint32_t>(counts_.size() - 1);
+        const auto last = static_cast<std::uint32_t>(bins_ - 1);
         std::uint64_t* c = counts_.data();
-        for (std::size_t i = 0; i < n; ++i) {
-            const auto j = static_cast<std::uint32_t>(std::fabs(x[i]) * inv);
-            c[j < last ? j : last] += 1;
+        std::uint32_t idx[kChunk];
+        for (std::size_t b = 0; b < n; b += kChunk) {
+            const std::size_t m = n - b < kChunk ? n - b : kChunk;
+            for (std::size_t i = 0; i < m; ++i) {
+                auto j = static_cast<std::uint32_t>(std::fabs(x[b + i]) * inv);
+                j = j < last ? j : last;
+                idx[i] = j ? j : last + 1 + static_cast<std::uint32_t>(i & (kSpareSlots - 1));
+            }
+            for (std::size_t i = 0; i < m; ++i) c[idx[i]] += 1;
+        }
+        for (std::size_t k = 1; k <= kSpareSlots; ++k) {
+            c[0] += c[last + k];
+            c[last + k] = 0;
         }
         total_ += n;
     }
@@ -77,18 +97,23 @@ public:
         reserve_range(other.absmax_);
         const int shift = exponent_ - other.exponent_;  // >= 0: this grid is at least as coarse
         BPUQ_ASSERT(shift >= 0);
-        for (std::size_t j = 0; j < other.counts_.size(); ++j) {
+        for (std::size_t j = 0; j < other.bins_; ++j) {
             if (!other.counts_[j]) continue;
             const std::size_t to = shift >= 64 ? 0 : (j >> shift);
-            counts_[std::min(to, counts_.size() - 1)] += other.counts_[j];
+            counts_[std::min(to, bins_ - 1)] += other.counts_[j];
         }
         total_ += other.total_;
     }
 
     // ---- reading --------------------------------------------------------------------
     std::size_t max_bins() const noexcept { return max_bins_; }
-    std::size_t bins() const noexcept { return counts_.size(); }
-    const std::vector<std::uint64_t>& counts() const noexcept { return counts_; }
+    std::size_t bins() const noexcept { return bins_; }
+    /// The bins() counters (data()[j] for bin j).
+    const std::uint64_t* data() const noexcept { return counts_.data(); }
+    /// A copy of the counters (for tests and reports; loops use data() or count()).
+    std::vector<std::uint64_t> counts() const {
+        return std::vector<std::uint64_t>(counts_.begin(), counts_.begin() + static_cast<std::ptrdiff_t>(bins_));
+    }
     std::uint64_t count(std::size_t j) const noexcept { return counts_[j]; }
     std::uint64_t total() const noexcept { return total_; }
     bool empty() const noexcept { return total_ == 0; }
@@ -99,7 +124,7 @@ public:
     double bin_width() const noexcept { return std::ldexp(1.0, exponent_); }
     double bin_lower(std::size_t j) const noexcept { return static_cast<double>(j) * bin_width(); }
     double bin_upper(std::size_t j) const noexcept { return static_cast<double>(j + 1) * bin_width(); }
-    /// Bytes of counts held (bounded by max_bins() * 8).
+    /// Bytes of counters held (bounded by (max_bins() + kSpareSlots) * 8).
     std::size_t memory_bytes() const noexcept { return counts_.capacity() * sizeof(std::uint64_t); }
 
     /// Bitwise equality of grid and counts (what the merge tests compare).
@@ -127,8 +152,8 @@ public:
     friend void add_signed_in_range(Histogram& negative, Histogram& positive, const float* x,
                                     std::size_t n) noexcept {
         const float inv_n = negative.inv_width(), inv_p = positive.inv_width();
-        const auto last_n = static_cast<std::uint32_t>(negative.counts_.size() - 1);
-        const auto last_p = static_cast<std::uint32_t>(positive.counts_.size() - 1);
+        const auto last_n = static_cast<std::uint32_t>(negative.bins_ - 1);
+        const auto last_p = static_cast<std::uint32_t>(positive.bins_ - 1);
         std::uint64_t* cn = negative.counts_.data();
         std::uint64_t* cp = positive.counts_.data();
         std::uint64_t negatives = 0;
@@ -153,21 +178,25 @@ private:
         BPUQ_ASSERT(exponent >= exponent_ && bins <= max_bins_);
         const int shift = exponent - exponent_;
         if (shift > 0) {
-            // Old bin j lands in bin j >> shift; indices only decrease, so merge in place.
-            for (std::size_t j = 0; j < counts_.size(); ++j) {
+            // Old bin j lands in bin j >> shift; indices only decrease, so merge in place
+            // (every slot from the new bin count on ends up zero).
+            for (std::size_t j = 1; j < bins_; ++j) {
                 const std::size_t to = shift >= 64 ? 0 : (j >> shift);
                 if (to != j) {
                     counts_[to] += counts_[j];
                     counts_[j] = 0;
                 }
             }
-            std::size_t used = counts_.size() == 0 ? 0 : (shift >= 64 ? 1 : ((counts_.size() - 1) >> shift) + 1);
-            counts_.resize(used);
+            bins_ = shift >= 64 ? 1 : ((bins_ - 1) >> shift) + 1;
+            counts_.resize(bins_ + kSpareSlots);
         }
         exponent_ = exponent;
-        if (bins > counts_.size()) {
-            if (counts_.capacity() < bins) counts_.reserve(std::min(max_bins_, std::max(bins, 2 * counts_.capacity())));
-            counts_.resize(bins, 0);
+        if (bins > bins_) {
+            const std::size_t want = bins + kSpareSlots;
+            if (counts_.capacity() < want)
+                counts_.reserve(std::min(max_bins_ + kSpareSlots, std::max(want, 2 * counts_.capacity())));
+            counts_.resize(want, 0);  // the old spare slots (zero) become ordinary bins
+            bins_ = bins;
         }
     }
 
@@ -175,7 +204,8 @@ private:
     int exponent_ = kMinExponent;
     float absmax_ = 0.0f;
     std::uint64_t total_ = 0;
-    std::vector<std::uint64_t> counts_;  // bin j counts |x| in [j w, (j + 1) w)
+    std::size_t bins_ = 1;
+    std::vector<std::uint64_t> counts_;  // bins_ counters (bin j: |x| in [j w, (j + 1) w)), then the spare slots
 };
 
 BPUQ_NAMESPACE_END

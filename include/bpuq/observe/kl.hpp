@@ -125,22 +125,23 @@ inline KlResult kl_search(const Histogram& h, int bits = 8, const KlOptions& opt
     r.threshold = h.absmax();
     if (h.empty() || !(h.absmax() > 0.0f)) return r;
 
-    const std::vector<std::uint64_t>* grid = &h.counts();
+    const std::uint64_t* grid = h.data();
+    std::size_t bins = h.bins();
     std::vector<std::uint64_t> reduced;
     std::size_t factor = 1;
     if (opt.search_bins != 0 && h.bins() > opt.search_bins) {
         factor = (h.bins() + opt.search_bins - 1) / opt.search_bins;
         reduced.assign((h.bins() + factor - 1) / factor, 0);
         for (std::size_t j = 0; j < h.bins(); ++j) reduced[j / factor] += h.count(j);
-        grid = &reduced;
+        grid = reduced.data();
+        bins = reduced.size();
     }
-    const std::size_t bins = grid->size();
     r.search_bins = bins;
     r.search_width = h.bin_width() * static_cast<double>(factor);
     r.kept_bins = bins;
     if (bins <= static_cast<std::size_t>(levels)) return r;
 
-    const std::vector<double> kl = detail::kl_divergences(grid->data(), bins, levels, opt.epsilon);
+    const std::vector<double> kl = detail::kl_divergences(grid, bins, levels, opt.epsilon);
     std::size_t best = kl.size() - 1;
     for (std::size_t t = 0; t < kl.size(); ++t)
         if (kl[t] <= kl[best]) best = t;  // scanning upward with <=: the last minimum wins
