@@ -1,0 +1,8 @@
+// Umbrella header of bpuq's integer kernels: scalar reference kernels and the xsimd SIMD kernels.
+#pragma once
+
+#include "core.hpp"
+#include "quant.hpp"
+#include "kernels/reference.hpp"
+#include "kernels/simd/arch.hpp"
+#include "kernels/simd/quantize.hpp"
