@@ -106,7 +106,8 @@ void BM_MseSearch(benchmark::State& state) {
 }
 BENCHMARK(BM_MseSearch)->Arg(2048)->Arg(16384)->Unit(benchmark::kMicrosecond);
 
-// Observing one 1x64x112x112 activation. Arg 0: method (0 max, 1 histogram/kl); arg 1: axis
+// Observing one 1x64x112x112 activation. Arg 0: method (0 max, 1 histogram of |x| (kl),
+// 2 asymmetric percentile: histograms of x >= 0 and of -x for x < 0); arg 1: axis
 // (-1 per tensor, 1 per channel); arg 2: data (0 Gaussian, 1 ReLU'd Gaussian: half zeros).
 void BM_Observe(benchmark::State& state) {
     const Shape shape{1, 64, 112, 112};
@@ -114,7 +115,8 @@ void BM_Observe(benchmark::State& state) {
     if (state.range(2) == 1)
         for (auto& v : x) v = std::max(v, 0.0f);
     ObserverConfig cfg;
-    cfg.method = state.range(0) == 0 ? CalibMethod::max : CalibMethod::kl;
+    cfg.method = state.range(0) == 0 ? CalibMethod::max : state.range(0) == 1 ? CalibMethod::kl : CalibMethod::percentile;
+    cfg.symmetric = state.range(0) != 2;
     cfg.channel_axis = static_cast<int>(state.range(1));
     cfg.histogram_bins = 16384;
     Observer obs(cfg);
@@ -124,11 +126,12 @@ void BM_Observe(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     state.SetItemsProcessed(state.iterations() * shape_numel(shape));
-    state.SetLabel(std::string(state.range(0) == 0 ? "minmax" : "histogram16384") +
+    static const char* const kinds[] = {"minmax", "histogram16384", "signed-histograms16384"};
+    state.SetLabel(std::string(kinds[state.range(0)]) +
                    (state.range(1) < 0 ? " per-tensor" : " per-channel") + (state.range(2) ? " relu" : " gaussian"));
 }
 BENCHMARK(BM_Observe)
-    ->ArgsProduct({{0, 1}, {-1, 1}, {0, 1}})
+    ->ArgsProduct({{0, 1, 2}, {-1, 1}, {0, 1}})
     ->Unit(benchmark::kMicrosecond);
 
 }  // namespace

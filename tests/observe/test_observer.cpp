@@ -74,6 +74,8 @@ TEST_CASE("per-channel observation equals per-tensor observation of each channel
                 CHECK(lo1 == lo2);
                 CHECK(hi1 == hi2);
                 if (m != CalibMethod::max) CHECK(pc.histogram(std::size_t(k)) == pt.histogram());
+                if (m == CalibMethod::percentile && !sym)
+                    CHECK(pc.negative_histogram(std::size_t(k)) == pt.negative_histogram());
                 const QParams qt = pt.qparams();
                 CHECK(q.scale[std::size_t(k)] == qt.scale[0]);
                 CHECK(q.zero_point[std::size_t(k)] == qt.zero_point[0]);
@@ -106,6 +108,23 @@ TEST_CASE("observer merge equals observing both streams in sequence") {
             fresh.merge(seq);
             CHECK(fresh.thresholds() == seq.thresholds());
         }
+    // Asymmetric: min/max and the signed percentile histograms merge exactly as well.
+    for (CalibMethod m : {CalibMethod::max, CalibMethod::percentile}) {
+        Observer seq(config(m, 1, false)), a(config(m, 1, false)), b(config(m, 1, false));
+        for (std::size_t k = 0; k < batches.size(); ++k) {
+            seq.observe(batches[k].data(), Shape{N, C, HW});
+            (k % 2 ? a : b).observe(batches[k].data(), Shape{N, C, HW});
+        }
+        b.merge(a);  // a different split and order than the sequence
+        if (m == CalibMethod::percentile)
+            for (std::size_t c = 0; c < seq.channels(); ++c) {
+                CHECK(b.histogram(c) == seq.histogram(c));
+                CHECK(b.negative_histogram(c) == seq.negative_histogram(c));
+            }
+        const QParams qb = b.qparams(), qs = seq.qparams();
+        CHECK(qb.scale == qs.scale);
+        CHECK(qb.zero_point == qs.zero_point);
+    }
 }
 
 TEST_CASE("asymmetric max and percentile ranges; symmetric ranges are [-T, T]") {

@@ -149,23 +149,47 @@ public:
 
     /// Bins a batch into a histogram of |x| for x < 0 and one of x >= 0 (asymmetric
     /// percentile); both ranges must already cover the data (reserve_range).
+    /// Same two-step chunks as add_abs_in_range; the sign is random on most data, so instead
+    /// of a branch every value increments both histograms, one of them by 0 (into a spare
+    /// slot, so the dummy increments do not chain on a real counter).
     friend void add_signed_in_range(Histogram& negative, Histogram& positive, const float* x,
                                     std::size_t n) noexcept {
+        constexpr std::size_t kChunk = 256;
         const float inv_n = negative.inv_width(), inv_p = positive.inv_width();
         const auto last_n = static_cast<std::uint32_t>(negative.bins_ - 1);
         const auto last_p = static_cast<std::uint32_t>(positive.bins_ - 1);
+        // Clamp in float before converting: |x| of one sign may be far outside the other's range.
+        const float top_n = static_cast<float>(last_n), top_p = static_cast<float>(last_p);
         std::uint64_t* cn = negative.counts_.data();
         std::uint64_t* cp = positive.counts_.data();
+        std::uint32_t in[kChunk], ip[kChunk];
+        std::uint8_t is_neg[kChunk];
         std::uint64_t negatives = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            if (x[i] < 0.0f) {
-                const auto j = static_cast<std::uint32_t>(-x[i] * inv_n);
-                cn[j < last_n ? j : last_n] += 1;
-                ++negatives;
-            } else {
-                const auto j = static_cast<std::uint32_t>(x[i] * inv_p);
-                cp[j < last_p ? j : last_p] += 1;
+        for (std::size_t b = 0; b < n; b += kChunk) {
+            const std::size_t m = n - b < kChunk ? n - b : kChunk;
+            for (std::size_t i = 0; i < m; ++i) {
+                const float v = x[b + i];
+                const float a = std::fabs(v);
+                const bool neg = v < 0.0f;
+                const float fn = a * inv_n, fp = a * inv_p;
+                const auto jn = static_cast<std::uint32_t>(fn < top_n ? fn : top_n);
+                const auto jp = static_cast<std::uint32_t>(fp < top_p ? fp : top_p);
+                const auto spare = static_cast<std::uint32_t>(1 + (i & (kSpareSlots - 1)));
+                in[i] = neg && jn ? jn : last_n + spare;
+                ip[i] = !neg && jp ? jp : last_p + spare;
+                is_neg[i] = neg ? 1 : 0;
             }
+            for (std::size_t i = 0; i < m; ++i) {
+                cn[in[i]] += is_neg[i];
+                cp[ip[i]] += 1u - is_neg[i];
+                negatives += is_neg[i];
+            }
+        }
+        for (std::size_t k = 1; k <= kSpareSlots; ++k) {
+            cn[0] += cn[last_n + k];
+            cn[last_n + k] = 0;
+            cp[0] += cp[last_p + k];
+            cp[last_p + k] = 0;
         }
         negative.total_ += negatives;
         positive.total_ += n - negatives;

@@ -3,7 +3,7 @@
 // A kernel is a template on an xsimd architecture type (xsimd::avx2, xsimd::sse4_1, ...) so
 // every ISA variant is a distinct symbol. Kernels branch on `simd_level<Arch>` (a derived
 // architecture such as xsimd::fma3<xsimd::avx2> or xsimd::avx512bw uses the widest path it
-// inherits) and fall back to the scalar reference when the level is `scalar` — either the
+// supports) and fall back to the scalar reference when the level is `scalar` — either the
 // `bpuq::simd::scalar` tag or an ISA this translation unit was not compiled for.
 #pragma once
 
@@ -45,7 +45,8 @@ enum class Level { scalar = 0, sse4_1 = 1, avx2 = 2 };
 template <class Arch>
 constexpr Level simd_level_of() noexcept {
 #if BPUQ_SIMD_HAS_AVX2
-    if (std::is_base_of<xsimd::avx2, Arch>::value) return Level::avx2;
+    // xsimd 8's AVX-512 types derive from `generic`, not from avx2: name them explicitly
+    if (std::is_base_of<xsimd::avx2, Arch>::value || std::is_base_of<xsimd::avx512f, Arch>::value) return Level::avx2;
 #endif
 #if BPUQ_SIMD_HAS_SSE4_1
     if (std::is_base_of<xsimd::sse4_1, Arch>::value) return Level::sse4_1;

@@ -1,0 +1,464 @@
+// SIMD convolution and GEMM: weights packed once, register-blocked vpmaddwd micro-kernels, threads.
+//
+// Terminology: a *tile* is MR output pixels of one output row times one *block* of 16 output
+// channels; its 2 x MR accumulator registers hold 8 channels each. K, the reduction, runs over
+// the taps of the kernel window and, inside a tap, over *pairs* of input channels.
+//
+// Exactness: activations are widened to int16 as (q - zp_in) — padding becomes exactly 0 — and
+// weights to int16 at packing time; `vpmaddwd` multiplies int16 pairs into an exact int32 pair
+// sum (|sum| <= 2 * 32768 * 32767 < 2^31). int8 layers accumulate in int32 (guaranteed by the
+// 65536-term limit of Conv2dGeometry::validate). int16 layers accumulate in int32 when the
+// packed weights prove |acc| < 2^31 (32768 * sum |w| per output channel), else in chunks of at
+// most 255 pairs per int32 partial that are added into int64. The output stage is the reference
+// one, vectorized with per-lane multipliers and variable shifts; it equals
+// reference::conv2d bit for bit (tests/kernels/test_simd_conv.cpp).
+//
+// Weight layout (PackedConvWeights::data, int16):
+//   dense:     [group][block of 16 out channels][tap][input-channel pair][16 channels][2]
+//   depthwise: [block of 16 channels][tap pair][16 channels][2 taps]
+// Channels beyond C_out and the odd input channel or tap that completes a pair are zero.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "../context.hpp"
+#include "../params.hpp"
+#include "../reference/conv2d.hpp"
+#include "../reference/gemm.hpp"
+#include "arch.hpp"
+
+BPUQ_NAMESPACE_BEGIN
+namespace simd {
+
+/// Convolution weights rearranged for the SIMD kernels; built once when a model is loaded.
+struct PackedConvWeights {
+    Conv2dGeometry geometry;          // the geometry the weights were packed for (spatial sizes ignored)
+    bool depthwise = false;
+    int cpairs = 0;                   // input-channel pairs per tap (dense)
+    int blocks_per_group = 0;         // 16-channel output blocks per group
+    int taps = 0;                     // kernel_h * kernel_w
+    int tap_pairs = 0;                // depthwise: ceil(taps / 2)
+    std::int32_t weight_zero_point = 0;
+    std::int64_t max_abs_weight_sum = 0;  // max over output channels of sum |w - zp_w|
+    std::int64_t max_abs_weight = 0;      // max |w - zp_w|
+    std::vector<std::int16_t> data;
+    std::vector<std::int16_t> ohwi;   // the original weights (minus zp_w), for the scalar fallback
+
+    static constexpr int kBlock = 16;
+
+    /// Packs OHWI weights (int8 or int16) with zero point `zp_w` (0 for symmetric weights; a
+    /// MatMul's second activation may have one). Spatial input sizes of `g` are not used.
+    template <class TW>
+    static PackedConvWeights pack(const Conv2dGeometry& g, const TW* weights, std::int32_t zp_w = 0) {
+        static_assert(is_activation_type<TW>, "bpuq: conv weights are int8 or int16");
+        g.validate();
+        PackedConvWeights p;
+        p.geometry = g;
+        p.weight_zero_point = zp_w;
+        p.taps = g.kernel_h * g.kernel_w;
+        p.depthwise = g.groups > 1 && g.in_c_per_group() == 1 && g.out_c_per_group() == 1;
+        const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
+        p.ohwi.resize(static_cast<std::size_t>(g.weight_size()));
+        for (std::size_t i = 0; i < p.ohwi.size(); ++i) {
+            const std::int32_t v = std::int32_t(weights[i]) - zp_w;
+            BPUQ_CHECK(v >= -32768 && v <= 32767, "kernels.weights",
+                       "weight " + std::to_string(weights[i]) + " minus its zero point " + std::to_string(zp_w) +
+                           " does not fit int16");
+            p.ohwi[i] = static_cast<std::int16_t>(v);
+        }
+        auto w_at = [&](int co, int tap, int ci) -> std::int16_t {
+            return p.ohwi[(static_cast<std::size_t>(co) * p.taps + tap) * cig + ci];
+        };
+        for (int co = 0; co < g.out_c; ++co) {
+            std::int64_t s = 0;
+            for (int t = 0; t < p.taps; ++t)
+                for (int ci = 0; ci < cig; ++ci) {
+                    s += std::abs(int(w_at(co, t, ci)));
+                    p.max_abs_weight = std::max<std::int64_t>(p.max_abs_weight, std::abs(int(w_at(co, t, ci))));
+                }
+            p.max_abs_weight_sum = std::max(p.max_abs_weight_sum, s);
+        }
+        if (p.depthwise) {
+            const int blocks = (g.out_c + kBlock - 1) / kBlock;
+            p.tap_pairs = (p.taps + 1) / 2;
+            p.data.assign(static_cast<std::size_t>(blocks) * p.tap_pairs * kBlock * 2, 0);
+            for (int b = 0; b < blocks; ++b)
+                for (int tp = 0; tp < p.tap_pairs; ++tp)
+                    for (int j = 0; j < kBlock; ++j)
+                        for (int h = 0; h < 2; ++h) {
+                            const int c = b * kBlock + j, t = 2 * tp + h;
+                            if (c < g.out_c && t < p.taps)
+                                p.data[((static_cast<std::size_t>(b) * p.tap_pairs + tp) * kBlock + j) * 2 + h] = w_at(c, t, 0);
+                        }
+            return p;
+        }
+        p.cpairs = (cig + 1) / 2;
+        p.blocks_per_group = (cog + kBlock - 1) / kBlock;
+        p.data.assign(static_cast<std::size_t>(g.groups) * p.blocks_per_group * p.taps * p.cpairs * kBlock * 2, 0);
+        std::size_t i = 0;
+        for (int grp = 0; grp < g.groups; ++grp)
+            for (int b = 0; b < p.blocks_per_group; ++b)
+                for (int t = 0; t < p.taps; ++t)
+                    for (int cp = 0; cp < p.cpairs; ++cp)
+                        for (int j = 0; j < kBlock; ++j)
+                            for (int h = 0; h < 2; ++h, ++i) {
+                                const int co_in_group = b * kBlock + j, ci = 2 * cp + h;
+                                if (co_in_group < cog && ci < cig) p.data[i] = w_at(grp * cog + co_in_group, t, ci);
+                            }
+        return p;
+    }
+
+    /// Same weights for a matching geometry (only spatial sizes and batch may differ).
+    bool matches(const Conv2dGeometry& g) const noexcept {
+        const Conv2dGeometry& w = geometry;
+        return w.in_c == g.in_c && w.out_c == g.out_c && w.kernel_h == g.kernel_h && w.kernel_w == g.kernel_w &&
+               w.groups == g.groups;
+    }
+};
+
+/// GEMM weights [N][K] are 1x1-convolution weights with C_in = K, C_out = N.
+template <class TB>
+inline PackedConvWeights pack_gemm_weights(int n, int k, const TB* b, std::int32_t zp_b = 0) {
+    Conv2dGeometry g;
+    g.in_c = k;
+    g.out_c = n;
+    return PackedConvWeights::pack(g, b, zp_b);
+}
+
+namespace detail {
+
+#if BPUQ_SIMD_HAS_AVX2
+
+/// Per-channel constants of the output stage, in the lane order of the int64 steps: for every
+/// 8 channels, the even channels' values then the odd channels' values.
+struct OutputConstants {
+    std::vector<std::int32_t> bias;        // per channel
+    std::vector<std::int64_t> multiplier;  // [8-block][even 4, odd 4]
+    std::vector<std::int64_t> shift, offset_bias, unoffset;
+    std::int64_t low = 0, high = 0;        // clamp of the scaled value, before + zp
+    std::int32_t zero_point = 0;
+    bool half_to_even = false;
+
+    /// Virtual channel v = group * padded_per_group + j stands for real channel
+    /// group * per_group + j (j < per_group); padded_per_group is a multiple of 16.
+    template <class Round>
+    OutputConstants(const Requantization& rq, int groups, int per_group, int padded_per_group, Round) {
+        const std::size_t padded = static_cast<std::size_t>(groups) * static_cast<std::size_t>(padded_per_group);
+        bias.assign(padded, 0);
+        multiplier.assign(padded, 0);
+        shift.assign(padded, 31);
+        offset_bias.assign(padded, 0);
+        unoffset.assign(padded, 0);
+        for (std::size_t v = 0; v < padded; ++v) {
+            const int grp = static_cast<int>(v / static_cast<std::size_t>(padded_per_group));
+            const int j = static_cast<int>(v % static_cast<std::size_t>(padded_per_group));
+            const bool real = j < per_group;
+            const std::size_t c = static_cast<std::size_t>(grp * per_group + std::min(j, per_group - 1));
+            const QuantizedMultiplier& qm = rq.multiplier(c);
+            const int t = qm.total_right_shift();
+            const std::size_t slot = v / 8 * 8 + (v % 2) * 4 + (v % 8) / 2;
+            bias[v] = real ? rq.bias_of(c) : 0;
+            multiplier[slot] = qm.multiplier;
+            shift[slot] = t;
+            offset_bias[slot] = (std::int64_t(1) << 62) + (std::int64_t(1) << (t - 1));
+            unoffset[slot] = std::int64_t(1) << (62 - t);
+        }
+        // the pipeline saturates the scaled value to int32, adds zp and clamps to [lo, hi]:
+        // one clamp to [clamp(INT32_MIN, lo-zp, hi-zp), clamp(INT32_MAX, lo-zp, hi-zp)]
+        const std::int64_t lo = std::int64_t(rq.lo) - rq.zero_point, hi = std::int64_t(rq.hi) - rq.zero_point;
+        low = clamp_value<std::int64_t>(std::numeric_limits<std::int32_t>::min(), lo, hi);
+        high = clamp_value<std::int64_t>(std::numeric_limits<std::int32_t>::max(), lo, hi);
+        zero_point = rq.zero_point;
+        half_to_even = std::is_same<Round, RoundHalfToEven>::value;
+    }
+};
+
+inline __m256i load256(const void* p) noexcept { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+/// round((x + bias) * m / 2^t), clamped, + zp on 8 int32 lanes (channels c0 .. c0 + 7).
+template <bool HalfToEven>
+inline __m256i output_stage8(__m256i acc, const OutputConstants& k, int c0) noexcept {
+    const __m256i x = _mm256_add_epi32(acc, load256(&k.bias[static_cast<std::size_t>(c0)]));
+    const __m256i low = _mm256_set1_epi64x(k.low), high = _mm256_set1_epi64x(k.high), one = _mm256_set1_epi64x(1);
+    __m256i r[2];
+    for (int h = 0; h < 2; ++h) {
+        const std::size_t s = static_cast<std::size_t>(c0 + 4 * h);
+        const __m256i src = h == 0 ? x : _mm256_srli_epi64(x, 32);
+        const __m256i shift = load256(&k.shift[s]);
+        const __m256i p = _mm256_mul_epi32(src, load256(&k.multiplier[s]));
+        __m256i biased = _mm256_add_epi64(p, load256(&k.offset_bias[s]));
+        if (HalfToEven)
+            biased = _mm256_add_epi64(_mm256_sub_epi64(biased, one), _mm256_and_si256(_mm256_srlv_epi64(p, shift), one));
+        else
+            biased = _mm256_add_epi64(biased, _mm256_cmpgt_epi64(_mm256_setzero_si256(), p));
+        __m256i v = _mm256_sub_epi64(_mm256_srlv_epi64(biased, shift), load256(&k.unoffset[s]));
+        v = _mm256_blendv_epi8(v, low, _mm256_cmpgt_epi64(low, v));
+        v = _mm256_blendv_epi8(v, high, _mm256_cmpgt_epi64(v, high));
+        r[h] = v;
+    }
+    return _mm256_add_epi32(_mm256_blend_epi32(r[0], _mm256_slli_epi64(r[1], 32), 0xaa),
+                            _mm256_set1_epi32(k.zero_point));
+}
+
+/// Stores 16 int32 lanes (already within [lo, hi]) as TOut with saturate_cast semantics.
+template <class TOut>
+inline void store16(TOut* out, __m256i a, __m256i b, int count) noexcept {
+    alignas(32) TOut tmp[16];
+    TOut* dst = count == 16 ? out : tmp;
+    if constexpr (std::is_same<TOut, std::int32_t>::value) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), a);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8), b);
+    } else {
+        const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8);  // 16 int16, in order
+        if constexpr (std::is_same<TOut, std::int16_t>::value) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), w);
+        } else {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                             _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+        }
+    }
+    if (count != 16) std::memcpy(out, tmp, static_cast<std::size_t>(count) * sizeof(TOut));
+}
+
+/// MR pixels x 16 channels: acc[m] += sum over taps and pairs of in(m, tap, pair) . w(tap, pair).
+/// `in` points at the first pixel's window origin; pixel m starts pixel_stride elements later;
+/// tap t adds tap_offset[t]. Weights are read sequentially (32 int16 per pair).
+template <int MR>
+inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
+                       int pair_begin, int pair_end, const std::int16_t* w, __m256i (&acc)[6][2]) noexcept {
+    for (int t = 0; t < taps; ++t) {
+        const std::int16_t* base = in + tap_offset[t] + 2 * pair_begin;
+        for (int p = pair_begin; p < pair_end; ++p, base += 2, w += 32) {
+            const __m256i w0 = load256(w), w1 = load256(w + 16);
+            for (int m = 0; m < MR; ++m) {
+                std::int32_t pair;
+                std::memcpy(&pair, base + m * pixel_stride, 4);
+                const __m256i a = _mm256_set1_epi32(pair);
+                acc[m][0] = _mm256_add_epi32(acc[m][0], _mm256_madd_epi16(a, w0));
+                acc[m][1] = _mm256_add_epi32(acc[m][1], _mm256_madd_epi16(a, w1));
+            }
+        }
+    }
+}
+
+#endif  // BPUQ_SIMD_HAS_AVX2
+
+/// Activations widened to int16 as (q - zp), spatially zero-padded, each group's channels
+/// padded to an even count: [N][H + pads][W + pads][groups][2 * cpairs].
+template <class TIn>
+inline void widen_and_pad(const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int cpairs_padded,
+                          std::vector<std::int16_t>& buf, int& hp, int& wp, int& cstride) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const int cig = g.in_c_per_group();
+    cstride = g.groups * 2 * cpairs_padded;
+    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride, 0);
+    for (int n = 0; n < g.batch; ++n)
+        for (int y = 0; y < g.in_h; ++y)
+            for (int x = 0; x < g.in_w; ++x) {
+                const TIn* src = input + ((std::int64_t(n) * g.in_h + y) * g.in_w + x) * g.in_c;
+                std::int16_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + x + g.pad_left) * cstride;
+                if (cig % 2 == 0 && g.groups == 1) {
+                    for (int c = 0; c < g.in_c; ++c) dst[c] = static_cast<std::int16_t>(std::int32_t(src[c]) - zp);
+                } else {
+                    for (int grp = 0; grp < g.groups; ++grp)
+                        for (int c = 0; c < cig; ++c)
+                            dst[grp * 2 * cpairs_padded + c] = static_cast<std::int16_t>(std::int32_t(src[grp * cig + c]) - zp);
+                }
+            }
+}
+
+}  // namespace detail
+
+/// Convolution over NHWC with packed weights; bit-identical to reference::conv2d.
+/// AVX2 (and wider) run the SIMD kernels; other architectures, int16 inputs with a non-zero
+/// zero point, and weights whose (w - zp_w) needs more than int16 run the scalar reference.
+template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TIn, class TOut>
+inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn* input, std::int32_t input_zero_point,
+                   const PackedConvWeights& w, const Requantization& rq, TOut* output) {
+    static_assert(is_activation_type<TIn>, "bpuq: conv2d takes int8/int16 inputs");
+    static_assert(is_output_type<TOut>, "bpuq: conv2d writes int8, int16 or int32");
+    g.validate();
+    BPUQ_CHECK(w.matches(g), "kernels.conv",
+               g.to_string() + ": the packed weights were made for " + w.geometry.to_string());
+    // Largest |q - zp_in| the activations can reach; it bounds every pair sum and partial sum.
+    const std::int64_t max_abs_input =
+        sizeof(TIn) == 2 ? 32768 : std::max<std::int64_t>(std::abs(-128 - input_zero_point), std::abs(127 - input_zero_point));
+    constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
+    // vpmaddwd is exact while one pair sum fits int32 (fails only for (-32768)^2 * 2)
+    const bool pair_exact = 2 * max_abs_input * w.max_abs_weight <= kInt32Max;
+    const bool simd_ok = simd_level<Arch> == Level::avx2 && pair_exact && (sizeof(TIn) == 1 || input_zero_point == 0) &&
+                         input_zero_point >= -128 && input_zero_point <= 127;
+    // int32 accumulation is exact when no partial sum can leave int32; else int64 over chunks
+    const bool wide = max_abs_input * w.max_abs_weight_sum > kInt32Max;
+    if (!simd_ok || (wide && w.depthwise)) {
+        reference::conv2d<Round>(g, input, input_zero_point, w.ohwi.data(), rq, output);
+        return;
+    }
+#if BPUQ_SIMD_HAS_AVX2
+    constexpr int B = PackedConvWeights::kBlock;
+    const int oh = g.out_h(), ow = g.out_w();
+    const int padded_per_group =
+        w.depthwise ? (g.out_c + B - 1) / B * B : w.blocks_per_group * B;
+    const detail::OutputConstants k(rq, w.depthwise ? 1 : g.groups, w.depthwise ? g.out_c : g.out_c_per_group(),
+                                    padded_per_group, Round{});
+    // pairs per int32 partial in the wide path: 255 for int16 x int8, 1 for int16 x int16
+    const int chunk_pairs = static_cast<int>(std::max<std::int64_t>(
+        1, std::min<std::int64_t>(1 << 20, kInt32Max / std::max<std::int64_t>(1, 2 * max_abs_input * w.max_abs_weight))));
+
+    if (w.depthwise) {
+        // ---- depthwise: 16 channels per step, taps in pairs interleaved for vpmaddwd ----
+        std::vector<std::int16_t> buf;
+        int hp, wp, cs;
+        detail::widen_and_pad(g, input, input_zero_point, 1, buf, hp, wp, cs);  // cs = 2 * C (one pair per channel)
+        // widen_and_pad put channel c at 2c; depthwise wants plain NHWC int16: compact it
+        const int C = g.in_c;
+        std::vector<std::int16_t> plain(static_cast<std::size_t>(g.batch) * hp * wp * C);
+        for (std::size_t i = 0, n = plain.size(); i < n; ++i) plain[i] = buf[2 * i];
+        buf.clear();
+        buf.shrink_to_fit();
+        const int taps = w.taps, tap_pairs = w.tap_pairs, blocks = (C + B - 1) / B;
+        std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(2 * tap_pairs));
+        for (int t = 0; t < 2 * tap_pairs; ++t) {
+            const int tt = std::min(t, taps - 1);  // the padding tap reads a real tap, weight 0
+            tap_off[static_cast<std::size_t>(t)] =
+                (std::ptrdiff_t(tt / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(tt % g.kernel_w) * g.dilation_w) * C;
+        }
+        // channels beyond C in the last block read past a pixel: give the buffer a tail
+        plain.resize(plain.size() + B, 0);
+        parallel_for(ctx, std::int64_t(g.batch) * oh, [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t r = r0; r < r1; ++r) {
+                const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
+                for (int b = 0; b < blocks; ++b) {
+                    const int c0 = b * B, count = std::min(B, C - c0);
+                    const std::int16_t* wb = w.data.data() + static_cast<std::size_t>(b) * tap_pairs * B * 2;
+                    for (int ox = 0; ox < ow; ++ox) {
+                        const std::int16_t* origin =
+                            plain.data() + ((std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp +
+                                            std::int64_t(ox) * g.stride_w) * C + c0;
+                        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+                        for (int tp = 0; tp < tap_pairs; ++tp) {
+                            const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(origin + tap_off[2 * tp]));
+                            const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(origin + tap_off[2 * tp + 1]));
+                            const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(origin + tap_off[2 * tp] + 8));
+                            const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(origin + tap_off[2 * tp + 1] + 8));
+                            const __m256i lo = _mm256_set_m128i(_mm_unpackhi_epi16(a0, a1), _mm_unpacklo_epi16(a0, a1));
+                            const __m256i hi = _mm256_set_m128i(_mm_unpackhi_epi16(b0, b1), _mm_unpacklo_epi16(b0, b1));
+                            const std::int16_t* wt = wb + static_cast<std::size_t>(tp) * B * 2;
+                            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(lo, detail::load256(wt)));
+                            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, detail::load256(wt + 16)));
+                        }
+                        TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + c0;
+                        if (k.half_to_even)
+                            detail::store16(out, detail::output_stage8<true>(acc0, k, c0),
+                                            detail::output_stage8<true>(acc1, k, c0 + 8), count);
+                        else
+                            detail::store16(out, detail::output_stage8<false>(acc0, k, c0),
+                                            detail::output_stage8<false>(acc1, k, c0 + 8), count);
+                    }
+                }
+            }
+        });
+        return;
+    }
+
+    // ---- dense / grouped ----
+    std::vector<std::int16_t> buf;
+    int hp, wp, cs;
+    detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
+    const int taps = w.taps, cpairs = w.cpairs, cog = g.out_c_per_group();
+    std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+    for (int t = 0; t < taps; ++t)
+        tap_off[static_cast<std::size_t>(t)] =
+            (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
+    const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
+    const std::int64_t blocks = std::int64_t(g.groups) * w.blocks_per_group;
+    const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
+    // work item = (output row, channel block): rows outer so that threads split rows
+    parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
+        std::vector<std::int64_t> wide_acc(wide ? 6 * B : 0);
+        for (std::int64_t item = i0; item < i1; ++item) {
+            const std::int64_t row = item / blocks;
+            const int blk = static_cast<int>(item % blocks);
+            const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
+            const int grp = blk / w.blocks_per_group, b = blk % w.blocks_per_group;
+            const int co0 = grp * cog + b * B, count = std::min(B, cog - b * B);
+            const int v0 = blk * B;  // virtual channel of the output-stage constants
+            const std::int16_t* wb = w.data.data() + static_cast<std::size_t>(blk) * block_weights;
+            const std::int16_t* row_origin =
+                buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
+            for (int ox = 0; ox < ow; ox += 6) {
+                const int mr = std::min(6, ow - ox);
+                const std::int16_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
+                __m256i acc[6][2];
+                for (auto& a : acc) a[0] = a[1] = _mm256_setzero_si256();
+                auto run = [&](const std::ptrdiff_t* toff, int ntaps, int pb, int pe, const std::int16_t* wp_) {
+                    switch (mr) {
+                        case 6: detail::dense_tile<6>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        case 5: detail::dense_tile<5>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        case 4: detail::dense_tile<4>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        case 3: detail::dense_tile<3>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        case 2: detail::dense_tile<2>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        default: detail::dense_tile<1>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                    }
+                };
+                TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + co0;
+                if (!wide) {
+                    run(tap_off.data(), taps, 0, cpairs, wb);
+                    for (int m = 0; m < mr; ++m) {
+                        if (k.half_to_even)
+                            detail::store16(out + std::int64_t(m) * g.out_c, detail::output_stage8<true>(acc[m][0], k, v0),
+                                            detail::output_stage8<true>(acc[m][1], k, v0 + 8), count);
+                        else
+                            detail::store16(out + std::int64_t(m) * g.out_c, detail::output_stage8<false>(acc[m][0], k, v0),
+                                            detail::output_stage8<false>(acc[m][1], k, v0 + 8), count);
+                    }
+                    continue;
+                }
+                // int16 activations whose sums may leave int32: int32 partials over chunks of pairs,
+                // accumulated in int64, then the reference output stage per element
+                std::fill(wide_acc.begin(), wide_acc.end(), 0);
+                for (int t = 0; t < taps; ++t)
+                    for (int pb = 0; pb < cpairs; pb += chunk_pairs) {
+                        const int pe = std::min(cpairs, pb + chunk_pairs);
+                        for (auto& a : acc) a[0] = a[1] = _mm256_setzero_si256();
+                        run(&tap_off[static_cast<std::size_t>(t)], 1, pb, pe,
+                            wb + (static_cast<std::size_t>(t) * cpairs + pb) * B * 2);
+                        for (int m = 0; m < mr; ++m) {
+                            alignas(32) std::int32_t part[16];
+                            _mm256_store_si256(reinterpret_cast<__m256i*>(part), acc[m][0]);
+                            _mm256_store_si256(reinterpret_cast<__m256i*>(part + 8), acc[m][1]);
+                            for (int j = 0; j < B; ++j) wide_acc[static_cast<std::size_t>(m * B + j)] += part[j];
+                        }
+                    }
+                for (int m = 0; m < mr; ++m)
+                    for (int j = 0; j < count; ++j)
+                        out[std::int64_t(m) * g.out_c + j] = requantize_output<TOut, Round>(
+                            wide_acc[static_cast<std::size_t>(m * B + j)], rq, static_cast<std::size_t>(co0 + j));
+            }
+        }
+    });
+#endif
+}
+
+/// C[M][N] = requantize((A - zp_a) B^T) with B packed by pack_gemm_weights; equals reference::gemm.
+template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TA, class TOut>
+inline void gemm(const KernelContext& ctx, const GemmGeometry& gg, const TA* a, std::int32_t zp_a,
+                 const PackedConvWeights& b, const Requantization& rq, TOut* c) {
+    gg.validate();
+    Conv2dGeometry g;
+    g.in_w = gg.m;  // M rows of A are M pixels of a 1 x M image
+    g.in_c = gg.k;
+    g.out_c = gg.n;
+    BPUQ_CHECK(b.matches(g), "kernels.gemm",
+               "gemm N " + std::to_string(gg.n) + ", K " + std::to_string(gg.k) + ": the packed weights were made for " +
+                   b.geometry.to_string());
+    conv2d<Arch, Round>(ctx, g, a, zp_a, b, rq, c);
+}
+
+}  // namespace simd
+BPUQ_NAMESPACE_END
