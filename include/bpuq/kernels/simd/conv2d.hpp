@@ -47,6 +47,12 @@ struct PackedConvWeights {
     std::int64_t max_abs_weight = 0;      // max |w - zp_w|
     std::vector<std::int16_t> data;
     std::vector<std::int16_t> ohwi;   // the original weights (minus zp_w), for the scalar fallback
+    // AVX-512 VNNI u8 x s8 layout (dense, weights in int8):
+    //   [group][block of 32 out channels][tap][quad of input channels][32 channels][4]
+    std::vector<std::int8_t> data_s8;
+    int quads = 0;                    // input-channel quads per tap
+    int blocks32_per_group = 0;
+    std::vector<std::int32_t> weight_sum;  // per output channel: sum of w (the u8 offset's compensation)
 
     static constexpr int kBlock = 16;
 
@@ -109,6 +115,27 @@ struct PackedConvWeights {
                                 const int co_in_group = b * kBlock + j, ci = 2 * cp + h;
                                 if (co_in_group < cog && ci < cig) p.data[i] = w_at(grp * cog + co_in_group, t, ci);
                             }
+        const bool fits_s8 = std::all_of(p.ohwi.begin(), p.ohwi.end(), [](std::int16_t v) { return v >= -128 && v <= 127; });
+        if (fits_s8) {
+            p.quads = (cig + 3) / 4;
+            p.blocks32_per_group = (cog + 31) / 32;
+            p.data_s8.assign(static_cast<std::size_t>(g.groups) * p.blocks32_per_group * p.taps * p.quads * 32 * 4, 0);
+            std::size_t j = 0;
+            for (int grp = 0; grp < g.groups; ++grp)
+                for (int b = 0; b < p.blocks32_per_group; ++b)
+                    for (int t = 0; t < p.taps; ++t)
+                        for (int q = 0; q < p.quads; ++q)
+                            for (int c = 0; c < 32; ++c)
+                                for (int h = 0; h < 4; ++h, ++j) {
+                                    const int co_in_group = b * 32 + c, ci = 4 * q + h;
+                                    if (co_in_group < cog && ci < cig)
+                                        p.data_s8[j] = static_cast<std::int8_t>(w_at(grp * cog + co_in_group, t, ci));
+                                }
+            p.weight_sum.assign(static_cast<std::size_t>(g.out_c), 0);
+            for (int co = 0; co < g.out_c; ++co)
+                for (int t = 0; t < p.taps; ++t)
+                    for (int ci = 0; ci < cig; ++ci) p.weight_sum[static_cast<std::size_t>(co)] += w_at(co, t, ci);
+        }
         return p;
     }
 
@@ -139,6 +166,8 @@ struct OutputConstants {
     std::vector<std::int32_t> bias;        // per channel
     std::vector<std::int64_t> multiplier;  // [8-block][even 4, odd 4]
     std::vector<std::int64_t> shift, offset_bias, unoffset;
+    // the same per 16 channels (AVX-512): [16-block][even 8, odd 8]; half = 2^(t-1)
+    std::vector<std::int64_t> multiplier16, shift16, half16;
     std::int64_t low = 0, high = 0;        // clamp of the scaled value, before + zp
     std::int32_t zero_point = 0;
     bool half_to_even = false;
@@ -153,6 +182,9 @@ struct OutputConstants {
         shift.assign(padded, 31);
         offset_bias.assign(padded, 0);
         unoffset.assign(padded, 0);
+        multiplier16.assign(padded, 0);
+        shift16.assign(padded, 31);
+        half16.assign(padded, std::int64_t(1) << 30);
         for (std::size_t v = 0; v < padded; ++v) {
             const int grp = static_cast<int>(v / static_cast<std::size_t>(padded_per_group));
             const int j = static_cast<int>(v % static_cast<std::size_t>(padded_per_group));
@@ -166,6 +198,10 @@ struct OutputConstants {
             shift[slot] = t;
             offset_bias[slot] = (std::int64_t(1) << 62) + (std::int64_t(1) << (t - 1));
             unoffset[slot] = std::int64_t(1) << (62 - t);
+            const std::size_t slot16 = v / 16 * 16 + (v % 2) * 8 + (v % 16) / 2;
+            multiplier16[slot16] = qm.multiplier;
+            shift16[slot16] = t;
+            half16[slot16] = std::int64_t(1) << (t - 1);
         }
         // the pipeline saturates the scaled value to int32, adds zp and clamps to [lo, hi]:
         // one clamp to [clamp(INT32_MIN, lo-zp, hi-zp), clamp(INT32_MAX, lo-zp, hi-zp)]
@@ -247,6 +283,89 @@ inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, cons
 
 #endif  // BPUQ_SIMD_HAS_AVX2
 
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+/// MR pixels x 32 channels with vpdpbusd: acc[m][h] += sum of u8 activation quads . s8 weights.
+/// vpdpbusd adds its four u8 x s8 products to the int32 lane without intermediate saturation,
+/// so the sum is exact (unlike vpmaddubsw).
+template <int MR>
+inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
+                      int quads, const std::int8_t* w, __m512i (&acc)[8][2]) noexcept {
+    for (int t = 0; t < taps; ++t) {
+        const std::uint8_t* base = in + tap_offset[t];
+        for (int q = 0; q < quads; ++q, base += 4, w += 128) {
+            const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
+            for (int m = 0; m < MR; ++m) {
+                std::int32_t quad;
+                std::memcpy(&quad, base + m * pixel_stride, 4);
+                const __m512i a = _mm512_set1_epi32(quad);
+                acc[m][0] = _mm512_dpbusd_epi32(acc[m][0], a, w0);
+                acc[m][1] = _mm512_dpbusd_epi32(acc[m][1], a, w1);
+            }
+        }
+    }
+}
+/// The output stage on 16 int32 lanes (channels v0 .. v0 + 15) with AVX-512's 64-bit
+/// arithmetic shifts and min/max: the same formula as output_stage8, fewer instructions.
+template <bool HalfToEven>
+inline __m512i output_stage16(__m512i acc, const OutputConstants& k, int v0) noexcept {
+    const __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(&k.bias[static_cast<std::size_t>(v0)]));
+    const __m512i low = _mm512_set1_epi64(k.low), high = _mm512_set1_epi64(k.high), one = _mm512_set1_epi64(1);
+    __m512i r[2];
+    for (int h = 0; h < 2; ++h) {
+        const std::size_t s = static_cast<std::size_t>(v0 + 8 * h);
+        const __m512i src = h == 0 ? x : _mm512_srli_epi64(x, 32);
+        const __m512i shift = _mm512_loadu_si512(&k.shift16[s]);
+        const __m512i p = _mm512_mul_epi32(src, _mm512_loadu_si512(&k.multiplier16[s]));
+        __m512i biased = _mm512_add_epi64(p, _mm512_loadu_si512(&k.half16[s]));  // |p| < 2^62: no overflow
+        if (HalfToEven)
+            biased = _mm512_add_epi64(_mm512_sub_epi64(biased, one), _mm512_and_si512(_mm512_srlv_epi64(p, shift), one));
+        else
+            biased = _mm512_add_epi64(biased, _mm512_srai_epi64(p, 63));
+        r[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(biased, shift), low), high);
+    }
+    return _mm512_add_epi32(_mm512_mask_blend_epi32(0xaaaa, r[0], _mm512_slli_epi64(r[1], 32)),
+                            _mm512_set1_epi32(k.zero_point));
+}
+
+/// Stores `count` <= 16 int32 lanes as TOut with saturate_cast semantics (masked tail).
+template <class TOut>
+inline void store16_avx512(TOut* out, __m512i v, int count) noexcept {
+    const __mmask16 mask = static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << count) - 1u);
+    if constexpr (std::is_same<TOut, std::int32_t>::value) {
+        _mm512_mask_storeu_epi32(out, mask, v);
+    } else if constexpr (std::is_same<TOut, std::int16_t>::value) {
+        _mm256_mask_storeu_epi16(out, mask, _mm512_cvtsepi32_epi16(v));
+    } else {
+        _mm_mask_storeu_epi8(out, mask, _mm512_cvtsepi32_epi8(v));
+    }
+}
+#endif  // BPUQ_SIMD_HAS_AVX512_VNNI
+
+/// int8 activations as u8 = q + 128, padded (space and channels) with zp + 128, i.e. a real 0:
+/// [N][H + pads][W + pads][groups][4 * quads].
+template <class TIn>
+inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int quads,
+                              std::vector<std::uint8_t>& buf, int& hp, int& wp, int& cstride) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const int cig = g.in_c_per_group();
+    cstride = g.groups * 4 * quads;
+    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride + 64, static_cast<std::uint8_t>(zp + 128));
+    for (int n = 0; n < g.batch; ++n)
+        for (int y = 0; y < g.in_h; ++y)
+            for (int x = 0; x < g.in_w; ++x) {
+                const TIn* src = input + ((std::int64_t(n) * g.in_h + y) * g.in_w + x) * g.in_c;
+                std::uint8_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + x + g.pad_left) * cstride;
+                if (g.groups == 1) {  // contiguous: vectorizes
+                    for (int c = 0; c < cig; ++c) dst[c] = static_cast<std::uint8_t>(std::int32_t(src[c]) + 128);
+                    continue;
+                }
+                for (int grp = 0; grp < g.groups; ++grp)
+                    for (int c = 0; c < cig; ++c)
+                        dst[grp * 4 * quads + c] = static_cast<std::uint8_t>(std::int32_t(src[grp * cig + c]) + 128);
+            }
+}
+
 /// Activations widened to int16 as (q - zp), spatially zero-padded, each group's channels
 /// padded to an even count: [N][H + pads][W + pads][groups][2 * cpairs].
 template <class TIn>
@@ -291,10 +410,14 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
     constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
     // vpmaddwd is exact while one pair sum fits int32 (fails only for (-32768)^2 * 2)
     const bool pair_exact = 2 * max_abs_input * w.max_abs_weight <= kInt32Max;
-    const bool simd_ok = simd_level<Arch> == Level::avx2 && pair_exact && (sizeof(TIn) == 1 || input_zero_point == 0) &&
+    const bool simd_ok = static_cast<int>(simd_level<Arch>) >= static_cast<int>(Level::avx2) && pair_exact && (sizeof(TIn) == 1 || input_zero_point == 0) &&
                          input_zero_point >= -128 && input_zero_point <= 127;
     // int32 accumulation is exact when no partial sum can leave int32; else int64 over chunks
-    const bool wide = max_abs_input * w.max_abs_weight_sum > kInt32Max;
+    // (acc + bias is formed in int32 by the vector output stage, so the bias counts too)
+    std::int64_t max_abs_bias = 0;
+    for (int c = 0; rq.bias && c < g.out_c; ++c)
+        max_abs_bias = std::max<std::int64_t>(max_abs_bias, std::abs(std::int64_t(rq.bias[c])));
+    const bool wide = max_abs_input * w.max_abs_weight_sum + max_abs_bias > kInt32Max;
     if (!simd_ok || (wide && w.depthwise)) {
         reference::conv2d<Round>(g, input, input_zero_point, w.ohwi.data(), rq, output);
         return;
@@ -366,6 +489,74 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         return;
     }
 
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    if (simd_level<Arch> == Level::avx512_vnni && sizeof(TIn) == 1 && !w.depthwise && !w.data_s8.empty() && !wide) {
+        // ---- AVX-512 VNNI: u8 (q + 128) x s8 weights; the offset is removed through the bias:
+        //      sum (q - zp) w = sum (q + 128) w - (zp + 128) sum w ----
+        std::vector<std::int32_t> bias(static_cast<std::size_t>(g.out_c));
+        for (int c = 0; c < g.out_c; ++c)
+            bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
+                static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
+                static_cast<std::uint32_t>(std::int64_t(input_zero_point + 128) * w.weight_sum[static_cast<std::size_t>(c)]));
+        Requantization rq_u8 = rq;
+        rq_u8.bias = bias.data();
+        const detail::OutputConstants k8(rq_u8, g.groups, g.out_c_per_group(), w.blocks32_per_group * 32, Round{});
+        std::vector<std::uint8_t> buf;
+        int hp, wp, cs;
+        detail::offset_and_pad_u8(g, input, input_zero_point, w.quads, buf, hp, wp, cs);
+        const int taps = w.taps, quads = w.quads, cog = g.out_c_per_group();
+        std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+        for (int t = 0; t < taps; ++t)
+            tap_off[static_cast<std::size_t>(t)] =
+                (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
+        const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
+        const std::int64_t blocks = std::int64_t(g.groups) * w.blocks32_per_group;
+        const std::size_t block_weights = static_cast<std::size_t>(taps) * quads * 128;
+        parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
+            for (std::int64_t item = i0; item < i1; ++item) {
+                const std::int64_t row = item / blocks;
+                const int blk = static_cast<int>(item % blocks);
+                const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
+                const int grp = blk / w.blocks32_per_group, b = blk % w.blocks32_per_group;
+                const int co0 = grp * cog + b * 32, count = std::min(32, cog - b * 32);
+                const int v0 = blk * 32;
+                const std::int8_t* wb = w.data_s8.data() + static_cast<std::size_t>(blk) * block_weights;
+                const std::uint8_t* row_origin =
+                    buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 4 * quads;
+                for (int ox = 0; ox < ow; ox += 8) {
+                    const int mr = std::min(8, ow - ox);
+                    const std::uint8_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
+                    __m512i acc[8][2];
+                    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
+                    switch (mr) {
+                        case 8: detail::vnni_tile<8>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 7: detail::vnni_tile<7>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 6: detail::vnni_tile<6>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 5: detail::vnni_tile<5>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 4: detail::vnni_tile<4>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 3: detail::vnni_tile<3>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 2: detail::vnni_tile<2>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        default: detail::vnni_tile<1>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                    }
+                    TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + co0;
+                    for (int m = 0; m < mr; ++m) {
+                        TOut* o = out + std::int64_t(m) * g.out_c;
+                        for (int h = 0; h < 2 && 16 * h < count; ++h) {
+                            const int vc = v0 + 16 * h, cnt = std::min(16, count - 16 * h);
+                            detail::store16_avx512(o + 16 * h,
+                                                   k8.half_to_even ? detail::output_stage16<true>(acc[m][h], k8, vc)
+                                                                   : detail::output_stage16<false>(acc[m][h], k8, vc),
+                                                   cnt);
+                        }
+                    }
+                }
+            }
+        });
+        return;
+    }
+#endif
+
     // ---- dense / grouped ----
     std::vector<std::int16_t> buf;
     int hp, wp, cs;
@@ -419,26 +610,60 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     }
                     continue;
                 }
-                // int16 activations whose sums may leave int32: int32 partials over chunks of pairs,
-                // accumulated in int64, then the reference output stage per element
+                // int16 activations whose sums may leave int32: int32 partials over chunks of at
+                // most chunk_pairs pairs, accumulated in int64
                 std::fill(wide_acc.begin(), wide_acc.end(), 0);
-                for (int t = 0; t < taps; ++t)
-                    for (int pb = 0; pb < cpairs; pb += chunk_pairs) {
-                        const int pe = std::min(cpairs, pb + chunk_pairs);
-                        for (auto& a : acc) a[0] = a[1] = _mm256_setzero_si256();
-                        run(&tap_off[static_cast<std::size_t>(t)], 1, pb, pe,
-                            wb + (static_cast<std::size_t>(t) * cpairs + pb) * B * 2);
-                        for (int m = 0; m < mr; ++m) {
-                            alignas(32) std::int32_t part[16];
-                            _mm256_store_si256(reinterpret_cast<__m256i*>(part), acc[m][0]);
-                            _mm256_store_si256(reinterpret_cast<__m256i*>(part + 8), acc[m][1]);
-                            for (int j = 0; j < B; ++j) wide_acc[static_cast<std::size_t>(m * B + j)] += part[j];
-                        }
+                auto spill = [&]() {
+                    for (int m = 0; m < mr; ++m) {
+                        alignas(32) std::int32_t part[16];
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(part), acc[m][0]);
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(part + 8), acc[m][1]);
+                        for (int j = 0; j < B; ++j) wide_acc[static_cast<std::size_t>(m * B + j)] += part[j];
+                        acc[m][0] = acc[m][1] = _mm256_setzero_si256();
                     }
-                for (int m = 0; m < mr; ++m)
-                    for (int j = 0; j < count; ++j)
-                        out[std::int64_t(m) * g.out_c + j] = requantize_output<TOut, Round>(
-                            wide_acc[static_cast<std::size_t>(m * B + j)], rq, static_cast<std::size_t>(co0 + j));
+                };
+                if (cpairs <= chunk_pairs) {  // whole taps per int32 partial
+                    const int taps_per_chunk = chunk_pairs / cpairs;
+                    for (int t0 = 0; t0 < taps; t0 += taps_per_chunk) {
+                        run(&tap_off[static_cast<std::size_t>(t0)], std::min(taps_per_chunk, taps - t0), 0, cpairs,
+                            wb + static_cast<std::size_t>(t0) * cpairs * B * 2);
+                        spill();
+                    }
+                } else {
+                    for (int t = 0; t < taps; ++t)
+                        for (int pb = 0; pb < cpairs; pb += chunk_pairs) {
+                            const int pe = std::min(cpairs, pb + chunk_pairs);
+                            run(&tap_off[static_cast<std::size_t>(t)], 1, pb, pe,
+                                wb + (static_cast<std::size_t>(t) * cpairs + pb) * B * 2);
+                            spill();
+                        }
+                }
+                // the vector output stage when every sum (and sum + bias) fits int32, as it
+                // almost always does; the reference stage per element otherwise
+                for (int m = 0; m < mr; ++m) {
+                    const std::int64_t* sums = &wide_acc[static_cast<std::size_t>(m * B)];
+                    bool fits = true;
+                    alignas(32) std::int32_t narrow[16];
+                    for (int j = 0; j < B; ++j) {
+                        const std::int64_t with_bias = sums[j] + (j < count ? rq.bias_of(static_cast<std::size_t>(co0 + j)) : 0);
+                        fits = fits && sums[j] >= std::numeric_limits<std::int32_t>::min() &&
+                               sums[j] <= std::numeric_limits<std::int32_t>::max() &&
+                               with_bias >= std::numeric_limits<std::int32_t>::min() &&
+                               with_bias <= std::numeric_limits<std::int32_t>::max();
+                        narrow[j] = static_cast<std::int32_t>(sums[j]);
+                    }
+                    TOut* o = out + std::int64_t(m) * g.out_c;
+                    if (fits) {
+                        const __m256i a0 = detail::load256(narrow), a1 = detail::load256(narrow + 8);
+                        if (k.half_to_even)
+                            detail::store16(o, detail::output_stage8<true>(a0, k, v0), detail::output_stage8<true>(a1, k, v0 + 8), count);
+                        else
+                            detail::store16(o, detail::output_stage8<false>(a0, k, v0), detail::output_stage8<false>(a1, k, v0 + 8), count);
+                    } else {
+                        for (int j = 0; j < count; ++j)
+                            o[j] = requantize_output<TOut, Round>(sums[j], rq, static_cast<std::size_t>(co0 + j));
+                    }
+                }
             }
         }
     });
