@@ -53,6 +53,10 @@ struct PackedConvWeights {
     int quads = 0;                    // input-channel quads per tap
     int blocks32_per_group = 0;
     std::vector<std::int32_t> weight_sum;  // per output channel: sum of w (the u8 offset's compensation)
+    std::vector<std::int64_t> tap_abs_sum;  // per tap: max over output channels of sum_ci |w|
+    // depthwise, AVX-512 VNNI: [block of 16 channels][tap][16] dwords (w, 0) so that vpdpwssd on a
+    // sign-extended activation dword multiplies by w and adds 0 * (sign bits)
+    std::vector<std::int32_t> dw_dwords;
 
     static constexpr int kBlock = 16;
 
@@ -79,6 +83,13 @@ struct PackedConvWeights {
         auto w_at = [&](int co, int tap, int ci) -> std::int16_t {
             return p.ohwi[(static_cast<std::size_t>(co) * p.taps + tap) * cig + ci];
         };
+        p.tap_abs_sum.assign(static_cast<std::size_t>(p.taps), 0);
+        for (int co = 0; co < g.out_c; ++co)
+            for (int t = 0; t < p.taps; ++t) {
+                std::int64_t s = 0;
+                for (int ci = 0; ci < cig; ++ci) s += std::abs(int(w_at(co, t, ci)));
+                p.tap_abs_sum[static_cast<std::size_t>(t)] = std::max(p.tap_abs_sum[static_cast<std::size_t>(t)], s);
+            }
         for (int co = 0; co < g.out_c; ++co) {
             std::int64_t s = 0;
             for (int t = 0; t < p.taps; ++t)
@@ -100,6 +111,14 @@ struct PackedConvWeights {
                             if (c < g.out_c && t < p.taps)
                                 p.data[((static_cast<std::size_t>(b) * p.tap_pairs + tp) * kBlock + j) * 2 + h] = w_at(c, t, 0);
                         }
+            p.dw_dwords.assign(static_cast<std::size_t>(blocks) * p.taps * kBlock, 0);
+            p.weight_sum.assign(static_cast<std::size_t>(g.out_c), 0);
+            for (int c = 0; c < g.out_c; ++c)
+                for (int t = 0; t < p.taps; ++t) {
+                    p.dw_dwords[(static_cast<std::size_t>(c / kBlock) * p.taps + t) * kBlock + c % kBlock] =
+                        static_cast<std::int32_t>(static_cast<std::uint16_t>(w_at(c, t, 0)));
+                    p.weight_sum[static_cast<std::size_t>(c)] += w_at(c, t, 0);
+                }
             return p;
         }
         p.cpairs = (cig + 1) / 2;
@@ -266,6 +285,8 @@ inline void store16(TOut* out, __m256i a, __m256i b, int count) noexcept {
 template <int MR>
 inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
                        int pair_begin, int pair_end, const std::int16_t* w, __m256i (&acc)[6][2]) noexcept {
+    __m256i r[MR][2];  // local accumulators: __m256i may alias anything (see vnni16_tile)
+    for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
     for (int t = 0; t < taps; ++t) {
         const std::int16_t* base = in + tap_offset[t] + 2 * pair_begin;
         for (int p = pair_begin; p < pair_end; ++p, base += 2, w += 32) {
@@ -274,11 +295,12 @@ inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, cons
                 std::int32_t pair;
                 std::memcpy(&pair, base + m * pixel_stride, 4);
                 const __m256i a = _mm256_set1_epi32(pair);
-                acc[m][0] = _mm256_add_epi32(acc[m][0], _mm256_madd_epi16(a, w0));
-                acc[m][1] = _mm256_add_epi32(acc[m][1], _mm256_madd_epi16(a, w1));
+                r[m][0] = _mm256_add_epi32(r[m][0], _mm256_madd_epi16(a, w0));
+                r[m][1] = _mm256_add_epi32(r[m][1], _mm256_madd_epi16(a, w1));
             }
         }
     }
+    for (int m = 0; m < MR; ++m) acc[m][0] = r[m][0], acc[m][1] = r[m][1];
 }
 
 #endif  // BPUQ_SIMD_HAS_AVX2
@@ -290,6 +312,8 @@ inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, cons
 template <int MR>
 inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
                       int quads, const std::int8_t* w, __m512i (&acc)[8][2]) noexcept {
+    __m512i r[MR][2];  // local: see vnni16_tile
+    for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
     for (int t = 0; t < taps; ++t) {
         const std::uint8_t* base = in + tap_offset[t];
         for (int q = 0; q < quads; ++q, base += 4, w += 128) {
@@ -298,12 +322,58 @@ inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const
                 std::int32_t quad;
                 std::memcpy(&quad, base + m * pixel_stride, 4);
                 const __m512i a = _mm512_set1_epi32(quad);
-                acc[m][0] = _mm512_dpbusd_epi32(acc[m][0], a, w0);
-                acc[m][1] = _mm512_dpbusd_epi32(acc[m][1], a, w1);
+                r[m][0] = _mm512_dpbusd_epi32(r[m][0], a, w0);
+                r[m][1] = _mm512_dpbusd_epi32(r[m][1], a, w1);
             }
         }
     }
+    for (int m = 0; m < MR; ++m) acc[m][0] = r[m][0], acc[m][1] = r[m][1];
 }
+/// MR pixels x NB blocks of 16 channels with vpdpwssd on int16 pairs (exact while a pair sum
+/// fits int32, which conv2d checks), over taps [t0, t1).
+template <int MR, int NB>
+inline void vnni16_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int t0,
+                        int t1, int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
+    // local accumulators: __m512i may alias anything, so updating acc[][] in place would force a
+    // store after every instruction
+    __m512i r[MR][NB];
+    for (int m = 0; m < MR; ++m)
+        for (int h = 0; h < NB; ++h) r[m][h] = acc[m][h];
+    for (int t = t0; t < t1; ++t) {
+        const std::int16_t* base = in + tap_offset[t];
+        const std::int16_t* wa = w0 + static_cast<std::size_t>(t) * cpairs * 32;
+        const std::int16_t* wb = NB == 2 ? w1 + static_cast<std::size_t>(t) * cpairs * 32 : wa;
+        for (int p = 0; p < cpairs; ++p, base += 2, wa += 32, wb += 32) {
+            const __m512i W0 = _mm512_loadu_si512(wa);
+            const __m512i W1 = NB == 2 ? _mm512_loadu_si512(wb) : W0;
+            for (int m = 0; m < MR; ++m) {
+                std::int32_t pair;
+                std::memcpy(&pair, base + m * pixel_stride, 4);
+                const __m512i a = _mm512_set1_epi32(pair);
+                r[m][0] = _mm512_dpwssd_epi32(r[m][0], a, W0);
+                if (NB == 2) r[m][NB - 1] = _mm512_dpwssd_epi32(r[m][NB - 1], a, W1);
+            }
+        }
+    }
+    for (int m = 0; m < MR; ++m)
+        for (int h = 0; h < NB; ++h) acc[m][h] = r[m][h];
+}
+
+template <int NB>
+inline void vnni16_tile_any(int mr, const std::int16_t* in, std::ptrdiff_t ps, const std::ptrdiff_t* toff, int t0, int t1,
+                            int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
+    switch (mr) {
+        case 8: vnni16_tile<8, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 7: vnni16_tile<7, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 6: vnni16_tile<6, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 5: vnni16_tile<5, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 4: vnni16_tile<4, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 3: vnni16_tile<3, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 2: vnni16_tile<2, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        default: vnni16_tile<1, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+    }
+}
+
 /// The output stage on 16 int32 lanes (channels v0 .. v0 + 15) with AVX-512's 64-bit
 /// arithmetic shifts and min/max: the same formula as output_stage8, fewer instructions.
 template <bool HalfToEven>
@@ -364,6 +434,24 @@ inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::in
                     for (int c = 0; c < cig; ++c)
                         dst[grp * 4 * quads + c] = static_cast<std::uint8_t>(std::int32_t(src[grp * cig + c]) + 128);
             }
+}
+
+/// Depthwise input: NHWC copy of the raw activations with `fill` in the spatial padding and a
+/// 64-element tail, so that 16-channel loads never leave the buffer.
+template <class TIn, class TBuf>
+inline void pad_plain(const Conv2dGeometry& g, const TIn* input, TBuf fill, std::int32_t subtract, std::vector<TBuf>& buf,
+                      int& hp, int& wp) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const int C = g.in_c;
+    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * C + 64, fill);
+    for (int n = 0; n < g.batch; ++n)
+        for (int y = 0; y < g.in_h; ++y) {
+            const TIn* src = input + (std::int64_t(n) * g.in_h + y) * g.in_w * C;
+            TBuf* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + g.pad_left) * C;
+            for (std::int64_t i = 0, e = std::int64_t(g.in_w) * C; i < e; ++i)
+                dst[i] = static_cast<TBuf>(std::int32_t(src[i]) - subtract);
+        }
 }
 
 /// Activations widened to int16 as (q - zp), spatially zero-padded, each group's channels
@@ -433,17 +521,61 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
     const int chunk_pairs = static_cast<int>(std::max<std::int64_t>(
         1, std::min<std::int64_t>(1 << 20, kInt32Max / std::max<std::int64_t>(1, 2 * max_abs_input * w.max_abs_weight))));
 
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    if (w.depthwise && simd_level<Arch> == Level::avx512_vnni) {
+        // ---- depthwise, AVX-512 VNNI: 16 channels per vpdpwssd on sign-extended activations;
+        //      int8 keeps the raw q (padding = zp) and removes zp * sum w through the bias ----
+        const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
+        std::vector<std::int32_t> bias(static_cast<std::size_t>(C));
+        for (int c = 0; c < C; ++c)
+            bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
+                static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
+                static_cast<std::uint32_t>(std::int64_t(input_zero_point) * w.weight_sum[static_cast<std::size_t>(c)]));
+        Requantization rq_dw = rq;
+        rq_dw.bias = bias.data();
+        const detail::OutputConstants kd(rq_dw, 1, C, blocks * B, Round{});
+        std::vector<TIn> buf;
+        int hp, wp;
+        detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
+        std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+        for (int t = 0; t < taps; ++t)
+            tap_off[static_cast<std::size_t>(t)] =
+                (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
+        parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t item = r0; item < r1; ++item) {
+                const std::int64_t r = item / blocks;
+                const int b = static_cast<int>(item % blocks);
+                const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
+                const int c0 = b * B, count = std::min(B, C - c0);
+                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
+                const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
+                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                for (int ox = 0; ox < ow; ++ox) {
+                    const TIn* origin = row + std::ptrdiff_t(ox) * g.stride_w * C;
+                    __m512i acc = _mm512_setzero_si512();
+                    for (int t = 0; t < taps; ++t) {
+                        const TIn* src = origin + tap_off[static_cast<std::size_t>(t)];
+                        const __m512i a =
+                            sizeof(TIn) == 1 ? _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)))
+                                             : _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+                        acc = _mm512_dpwssd_epi32(acc, a, _mm512_loadu_si512(wv + t * B));
+                    }
+                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c,
+                                           kd.half_to_even ? detail::output_stage16<true>(acc, kd, c0)
+                                                           : detail::output_stage16<false>(acc, kd, c0),
+                                           count);
+                }
+            }
+        });
+        return;
+    }
+#endif
     if (w.depthwise) {
         // ---- depthwise: 16 channels per step, taps in pairs interleaved for vpmaddwd ----
-        std::vector<std::int16_t> buf;
-        int hp, wp, cs;
-        detail::widen_and_pad(g, input, input_zero_point, 1, buf, hp, wp, cs);  // cs = 2 * C (one pair per channel)
-        // widen_and_pad put channel c at 2c; depthwise wants plain NHWC int16: compact it
+        std::vector<std::int16_t> plain;
+        int hp, wp;
+        detail::pad_plain(g, input, std::int16_t(0), input_zero_point, plain, hp, wp);
         const int C = g.in_c;
-        std::vector<std::int16_t> plain(static_cast<std::size_t>(g.batch) * hp * wp * C);
-        for (std::size_t i = 0, n = plain.size(); i < n; ++i) plain[i] = buf[2 * i];
-        buf.clear();
-        buf.shrink_to_fit();
         const int taps = w.taps, tap_pairs = w.tap_pairs, blocks = (C + B - 1) / B;
         std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(2 * tap_pairs));
         for (int t = 0; t < 2 * tap_pairs; ++t) {
@@ -451,8 +583,6 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             tap_off[static_cast<std::size_t>(t)] =
                 (std::ptrdiff_t(tt / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(tt % g.kernel_w) * g.dilation_w) * C;
         }
-        // channels beyond C in the last block read past a pixel: give the buffer a tail
-        plain.resize(plain.size() + B, 0);
         parallel_for(ctx, std::int64_t(g.batch) * oh, [&](std::int64_t r0, std::int64_t r1) {
             for (std::int64_t r = r0; r < r1; ++r) {
                 const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
@@ -554,6 +684,109 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             }
         });
         return;
+    }
+#endif
+
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    // ---- AVX-512 VNNI, int16 activations: vpdpwssd on the int16 packing; taps are grouped into
+    //      chunks whose partial sums provably fit int32 (32768 * sum of the chunk's max
+    //      per-tap sum |w|), chunk partials added in int64 ----
+    if (simd_level<Arch> == Level::avx512_vnni && sizeof(TIn) == 2 && !w.depthwise) {
+        std::vector<int> chunk_start{0};
+        bool splittable = true;
+        {
+            std::int64_t run = 0;
+            for (int t = 0; t < w.taps; ++t) {
+                const std::int64_t tap = max_abs_input * w.tap_abs_sum[static_cast<std::size_t>(t)];
+                if (tap > kInt32Max) splittable = false;
+                if (run + tap > kInt32Max) {
+                    chunk_start.push_back(t);
+                    run = 0;
+                }
+                run += tap;
+            }
+            chunk_start.push_back(w.taps);
+        }
+        if (splittable) {
+            const bool single_chunk = chunk_start.size() == 2 && !wide;
+            std::vector<std::int16_t> buf;
+            int hp, wp, cs;
+            detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
+            const int taps = w.taps, cpairs = w.cpairs, cog = g.out_c_per_group(), bpg = w.blocks_per_group;
+            std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+            for (int t = 0; t < taps; ++t)
+                tap_off[static_cast<std::size_t>(t)] =
+                    (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
+            const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
+            const int pairs_per_group = (bpg + 1) / 2;
+            const std::int64_t items_per_row = std::int64_t(g.groups) * pairs_per_group;
+            const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
+            parallel_for(ctx, std::int64_t(g.batch) * oh * items_per_row, [&](std::int64_t i0, std::int64_t i1) {
+                std::vector<std::int64_t> sums(8 * 32);
+                for (std::int64_t item = i0; item < i1; ++item) {
+                    const std::int64_t row = item / items_per_row;
+                    const int grp = static_cast<int>(item % items_per_row) / pairs_per_group;
+                    const int b0 = 2 * (static_cast<int>(item % items_per_row) % pairs_per_group);
+                    const int nb = std::min(2, bpg - b0);
+                    const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
+                    const std::int16_t* w0 = w.data.data() + (static_cast<std::size_t>(grp) * bpg + b0) * block_weights;
+                    const std::int16_t* w1 = w0 + block_weights;
+                    const std::int16_t* row_origin =
+                        buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
+                    for (int ox = 0; ox < ow; ox += 8) {
+                        const int mr = std::min(8, ow - ox);
+                        const std::int16_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
+                        __m512i acc[8][2];
+                        if (!single_chunk) std::fill(sums.begin(), sums.end(), 0);
+                        for (std::size_t c = 0; c + 1 < chunk_start.size(); ++c) {
+                            for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
+                            if (nb == 2)
+                                detail::vnni16_tile_any<2>(mr, origin, pixel_stride, tap_off.data(), chunk_start[c],
+                                                           chunk_start[c + 1], cpairs, w0, w1, acc);
+                            else
+                                detail::vnni16_tile_any<1>(mr, origin, pixel_stride, tap_off.data(), chunk_start[c],
+                                                           chunk_start[c + 1], cpairs, w0, w1, acc);
+                            if (single_chunk) break;
+                            for (int m = 0; m < mr; ++m)
+                                for (int h = 0; h < nb; ++h) {
+                                    alignas(64) std::int32_t part[16];
+                                    _mm512_store_si512(part, acc[m][h]);
+                                    for (int j = 0; j < 16; ++j) sums[static_cast<std::size_t>((m * 2 + h) * 16 + j)] += part[j];
+                                }
+                        }
+                        for (int m = 0; m < mr; ++m)
+                            for (int h = 0; h < nb; ++h) {
+                                const int b = b0 + h, co0 = grp * cog + b * B, count = std::min(B, cog - b * B);
+                                const int v0 = (grp * bpg + b) * B;
+                                TOut* o = output + ((std::int64_t(n) * oh + oy) * ow + ox + m) * g.out_c + co0;
+                                __m512i v = acc[m][h];
+                                if (!single_chunk) {
+                                    const std::int64_t* sm = &sums[static_cast<std::size_t>((m * 2 + h) * 16)];
+                                    bool fits = true;
+                                    alignas(64) std::int32_t narrow[16];
+                                    for (int j = 0; j < 16; ++j) {
+                                        const std::int64_t wb = sm[j] + (j < count ? rq.bias_of(static_cast<std::size_t>(co0 + j)) : 0);
+                                        fits = fits && sm[j] >= std::numeric_limits<std::int32_t>::min() && sm[j] <= kInt32Max &&
+                                               wb >= std::numeric_limits<std::int32_t>::min() && wb <= kInt32Max;
+                                        narrow[j] = static_cast<std::int32_t>(sm[j]);
+                                    }
+                                    if (!fits) {
+                                        for (int j = 0; j < count; ++j)
+                                            o[j] = requantize_output<TOut, Round>(sm[j], rq, static_cast<std::size_t>(co0 + j));
+                                        continue;
+                                    }
+                                    v = _mm512_load_si512(narrow);
+                                }
+                                detail::store16_avx512(o, k.half_to_even ? detail::output_stage16<true>(v, k, v0)
+                                                                         : detail::output_stage16<false>(v, k, v0),
+                                                       count);
+                            }
+                    }
+                }
+            });
+            return;
+        }
     }
 #endif
 
