@@ -118,7 +118,7 @@ std::vector<Case> random_cases(int count) {
     return cases;
 }
 
-#define BPUQ_CONV_ARCHS bpuq::simd::scalar, xsimd::sse4_1, xsimd::avx2, bpuq::simd::default_arch
+#define BPUQ_CONV_ARCHS bpuq::simd::scalar, xsimd::sse4_1, xsimd::avx2, bpuq::simd::avx512_vnni, bpuq::simd::default_arch
 
 }  // namespace
 

@@ -158,3 +158,32 @@ TEST_CASE("histogram errors: non-finite data and bad bin counts") {
     CHECK_THROWS_WITH_AS(Histogram(1), doctest::Contains("[bpuq.observe.bins]"), bpuq::Error);
     CHECK_THROWS_WITH_AS(Histogram(std::size_t(1) << 25), doctest::Contains("[bpuq.observe.bins]"), bpuq::Error);
 }
+
+TEST_CASE("extreme magnitudes: denormals, values near FLT_MAX, merges across 240 octaves") {
+    const float big = 3.0e38f, tiny = 1e-42f;  // tiny is a denormal
+    std::vector<float> small_vals{tiny, -2 * tiny, 0.0f, 5e-40f, 1e-38f};
+    std::vector<float> big_vals{big, -1.0f, 1e30f, 0.5f * big};
+    for (std::size_t bins : {std::size_t(2), std::size_t(1024), std::size_t(16384)}) {
+        CAPTURE(bins);
+        Histogram hs(bins), hb(bins), seq(bins);
+        hs.add_abs(small_vals.data(), small_vals.size());
+        hb.add_abs(big_vals.data(), big_vals.size());
+        CHECK(hs.width_exponent() == Histogram::kMinExponent);  // below 2^-126 the width stops shrinking
+        CHECK(hs.counts() == direct_binning(small_vals, hs));
+        CHECK(hb.counts() == direct_binning(big_vals, hb));
+        seq.add_abs(small_vals.data(), small_vals.size());
+        seq.add_abs(big_vals.data(), big_vals.size());  // regrid by > 64 doublings
+        Histogram merged = hs;
+        merged.merge(hb);
+        CHECK(merged == seq);
+        Histogram reversed = hb;
+        reversed.merge(hs);
+        CHECK(reversed == seq);
+        CHECK(seq.count(0) >= small_vals.size());  // everything small collapsed into bin 0
+        CHECK(seq.absmax() == big);
+        CHECK(seq.total() == small_vals.size() + big_vals.size());
+        std::vector<float> all = small_vals;
+        all.insert(all.end(), big_vals.begin(), big_vals.end());
+        CHECK(seq.counts() == direct_binning(all, seq));
+    }
+}

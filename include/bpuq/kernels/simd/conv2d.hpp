@@ -47,6 +47,16 @@ struct PackedConvWeights {
     std::int64_t max_abs_weight = 0;      // max |w - zp_w|
     std::vector<std::int16_t> data;
     std::vector<std::int16_t> ohwi;   // the original weights (minus zp_w), for the scalar fallback
+    // AVX-512 VNNI u8 x s8 layout (dense, weights in int8):
+    //   [group][block of 32 out channels][tap][quad of input channels][32 channels][4]
+    std::vector<std::int8_t> data_s8;
+    int quads = 0;                    // input-channel quads per tap
+    int blocks32_per_group = 0;
+    std::vector<std::int32_t> weight_sum;  // per output channel: sum of w (the u8 offset's compensation)
+    std::vector<std::int64_t> tap_abs_sum;  // per tap: max over output channels of sum_ci |w|
+    // depthwise, AVX-512 VNNI: [block of 16 channels][tap][16] dwords (w, 0) so that vpdpwssd on a
+    // sign-extended activation dword multiplies by w and adds 0 * (sign bits)
+    std::vector<std::int32_t> dw_dwords;
 
     static constexpr int kBlock = 16;
 
@@ -73,6 +83,13 @@ struct PackedConvWeights {
         auto w_at = [&](int co, int tap, int ci) -> std::int16_t {
             return p.ohwi[(static_cast<std::size_t>(co) * p.taps + tap) * cig + ci];
         };
+        p.tap_abs_sum.assign(static_cast<std::size_t>(p.taps), 0);
+        for (int co = 0; co < g.out_c; ++co)
+            for (int t = 0; t < p.taps; ++t) {
+                std::int64_t s = 0;
+                for (int ci = 0; ci < cig; ++ci) s += std::abs(int(w_at(co, t, ci)));
+                p.tap_abs_sum[static_cast<std::size_t>(t)] = std::max(p.tap_abs_sum[static_cast<std::size_t>(t)], s);
+            }
         for (int co = 0; co < g.out_c; ++co) {
             std::int64_t s = 0;
             for (int t = 0; t < p.taps; ++t)
@@ -94,6 +111,14 @@ struct PackedConvWeights {
                             if (c < g.out_c && t < p.taps)
                                 p.data[((static_cast<std::size_t>(b) * p.tap_pairs + tp) * kBlock + j) * 2 + h] = w_at(c, t, 0);
                         }
+            p.dw_dwords.assign(static_cast<std::size_t>(blocks) * p.taps * kBlock, 0);
+            p.weight_sum.assign(static_cast<std::size_t>(g.out_c), 0);
+            for (int c = 0; c < g.out_c; ++c)
+                for (int t = 0; t < p.taps; ++t) {
+                    p.dw_dwords[(static_cast<std::size_t>(c / kBlock) * p.taps + t) * kBlock + c % kBlock] =
+                        static_cast<std::int32_t>(static_cast<std::uint16_t>(w_at(c, t, 0)));
+                    p.weight_sum[static_cast<std::size_t>(c)] += w_at(c, t, 0);
+                }
             return p;
         }
         p.cpairs = (cig + 1) / 2;
@@ -109,6 +134,27 @@ struct PackedConvWeights {
                                 const int co_in_group = b * kBlock + j, ci = 2 * cp + h;
                                 if (co_in_group < cog && ci < cig) p.data[i] = w_at(grp * cog + co_in_group, t, ci);
                             }
+        const bool fits_s8 = std::all_of(p.ohwi.begin(), p.ohwi.end(), [](std::int16_t v) { return v >= -128 && v <= 127; });
+        if (fits_s8) {
+            p.quads = (cig + 3) / 4;
+            p.blocks32_per_group = (cog + 31) / 32;
+            p.data_s8.assign(static_cast<std::size_t>(g.groups) * p.blocks32_per_group * p.taps * p.quads * 32 * 4, 0);
+            std::size_t j = 0;
+            for (int grp = 0; grp < g.groups; ++grp)
+                for (int b = 0; b < p.blocks32_per_group; ++b)
+                    for (int t = 0; t < p.taps; ++t)
+                        for (int q = 0; q < p.quads; ++q)
+                            for (int c = 0; c < 32; ++c)
+                                for (int h = 0; h < 4; ++h, ++j) {
+                                    const int co_in_group = b * 32 + c, ci = 4 * q + h;
+                                    if (co_in_group < cog && ci < cig)
+                                        p.data_s8[j] = static_cast<std::int8_t>(w_at(grp * cog + co_in_group, t, ci));
+                                }
+            p.weight_sum.assign(static_cast<std::size_t>(g.out_c), 0);
+            for (int co = 0; co < g.out_c; ++co)
+                for (int t = 0; t < p.taps; ++t)
+                    for (int ci = 0; ci < cig; ++ci) p.weight_sum[static_cast<std::size_t>(co)] += w_at(co, t, ci);
+        }
         return p;
     }
 
@@ -139,6 +185,8 @@ struct OutputConstants {
     std::vector<std::int32_t> bias;        // per channel
     std::vector<std::int64_t> multiplier;  // [8-block][even 4, odd 4]
     std::vector<std::int64_t> shift, offset_bias, unoffset;
+    // the same per 16 channels (AVX-512): [16-block][even 8, odd 8]; half = 2^(t-1)
+    std::vector<std::int64_t> multiplier16, shift16, half16;
     std::int64_t low = 0, high = 0;        // clamp of the scaled value, before + zp
     std::int32_t zero_point = 0;
     bool half_to_even = false;
@@ -153,6 +201,9 @@ struct OutputConstants {
         shift.assign(padded, 31);
         offset_bias.assign(padded, 0);
         unoffset.assign(padded, 0);
+        multiplier16.assign(padded, 0);
+        shift16.assign(padded, 31);
+        half16.assign(padded, std::int64_t(1) << 30);
         for (std::size_t v = 0; v < padded; ++v) {
             const int grp = static_cast<int>(v / static_cast<std::size_t>(padded_per_group));
             const int j = static_cast<int>(v % static_cast<std::size_t>(padded_per_group));
@@ -166,6 +217,10 @@ struct OutputConstants {
             shift[slot] = t;
             offset_bias[slot] = (std::int64_t(1) << 62) + (std::int64_t(1) << (t - 1));
             unoffset[slot] = std::int64_t(1) << (62 - t);
+            const std::size_t slot16 = v / 16 * 16 + (v % 2) * 8 + (v % 16) / 2;
+            multiplier16[slot16] = qm.multiplier;
+            shift16[slot16] = t;
+            half16[slot16] = std::int64_t(1) << (t - 1);
         }
         // the pipeline saturates the scaled value to int32, adds zp and clamps to [lo, hi]:
         // one clamp to [clamp(INT32_MIN, lo-zp, hi-zp), clamp(INT32_MAX, lo-zp, hi-zp)]
@@ -230,6 +285,8 @@ inline void store16(TOut* out, __m256i a, __m256i b, int count) noexcept {
 template <int MR>
 inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
                        int pair_begin, int pair_end, const std::int16_t* w, __m256i (&acc)[6][2]) noexcept {
+    __m256i r[MR][2];  // local accumulators: __m256i may alias anything (see vnni16_tile)
+    for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
     for (int t = 0; t < taps; ++t) {
         const std::int16_t* base = in + tap_offset[t] + 2 * pair_begin;
         for (int p = pair_begin; p < pair_end; ++p, base += 2, w += 32) {
@@ -238,14 +295,164 @@ inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, cons
                 std::int32_t pair;
                 std::memcpy(&pair, base + m * pixel_stride, 4);
                 const __m256i a = _mm256_set1_epi32(pair);
-                acc[m][0] = _mm256_add_epi32(acc[m][0], _mm256_madd_epi16(a, w0));
-                acc[m][1] = _mm256_add_epi32(acc[m][1], _mm256_madd_epi16(a, w1));
+                r[m][0] = _mm256_add_epi32(r[m][0], _mm256_madd_epi16(a, w0));
+                r[m][1] = _mm256_add_epi32(r[m][1], _mm256_madd_epi16(a, w1));
             }
         }
     }
+    for (int m = 0; m < MR; ++m) acc[m][0] = r[m][0], acc[m][1] = r[m][1];
 }
 
 #endif  // BPUQ_SIMD_HAS_AVX2
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+/// MR pixels x 32 channels with vpdpbusd: acc[m][h] += sum of u8 activation quads . s8 weights.
+/// vpdpbusd adds its four u8 x s8 products to the int32 lane without intermediate saturation,
+/// so the sum is exact (unlike vpmaddubsw).
+template <int MR>
+inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
+                      int quads, const std::int8_t* w, __m512i (&acc)[8][2]) noexcept {
+    __m512i r[MR][2];  // local: see vnni16_tile
+    for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
+    for (int t = 0; t < taps; ++t) {
+        const std::uint8_t* base = in + tap_offset[t];
+        for (int q = 0; q < quads; ++q, base += 4, w += 128) {
+            const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
+            for (int m = 0; m < MR; ++m) {
+                std::int32_t quad;
+                std::memcpy(&quad, base + m * pixel_stride, 4);
+                const __m512i a = _mm512_set1_epi32(quad);
+                r[m][0] = _mm512_dpbusd_epi32(r[m][0], a, w0);
+                r[m][1] = _mm512_dpbusd_epi32(r[m][1], a, w1);
+            }
+        }
+    }
+    for (int m = 0; m < MR; ++m) acc[m][0] = r[m][0], acc[m][1] = r[m][1];
+}
+/// MR pixels x NB blocks of 16 channels with vpdpwssd on int16 pairs (exact while a pair sum
+/// fits int32, which conv2d checks), over taps [t0, t1).
+template <int MR, int NB>
+inline void vnni16_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int t0,
+                        int t1, int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
+    // local accumulators: __m512i may alias anything, so updating acc[][] in place would force a
+    // store after every instruction
+    __m512i r[MR][NB];
+    for (int m = 0; m < MR; ++m)
+        for (int h = 0; h < NB; ++h) r[m][h] = acc[m][h];
+    for (int t = t0; t < t1; ++t) {
+        const std::int16_t* base = in + tap_offset[t];
+        const std::int16_t* wa = w0 + static_cast<std::size_t>(t) * cpairs * 32;
+        const std::int16_t* wb = NB == 2 ? w1 + static_cast<std::size_t>(t) * cpairs * 32 : wa;
+        for (int p = 0; p < cpairs; ++p, base += 2, wa += 32, wb += 32) {
+            const __m512i W0 = _mm512_loadu_si512(wa);
+            const __m512i W1 = NB == 2 ? _mm512_loadu_si512(wb) : W0;
+            for (int m = 0; m < MR; ++m) {
+                std::int32_t pair;
+                std::memcpy(&pair, base + m * pixel_stride, 4);
+                const __m512i a = _mm512_set1_epi32(pair);
+                r[m][0] = _mm512_dpwssd_epi32(r[m][0], a, W0);
+                if (NB == 2) r[m][NB - 1] = _mm512_dpwssd_epi32(r[m][NB - 1], a, W1);
+            }
+        }
+    }
+    for (int m = 0; m < MR; ++m)
+        for (int h = 0; h < NB; ++h) acc[m][h] = r[m][h];
+}
+
+template <int NB>
+inline void vnni16_tile_any(int mr, const std::int16_t* in, std::ptrdiff_t ps, const std::ptrdiff_t* toff, int t0, int t1,
+                            int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
+    switch (mr) {
+        case 8: vnni16_tile<8, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 7: vnni16_tile<7, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 6: vnni16_tile<6, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 5: vnni16_tile<5, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 4: vnni16_tile<4, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 3: vnni16_tile<3, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 2: vnni16_tile<2, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        default: vnni16_tile<1, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+    }
+}
+
+/// The output stage on 16 int32 lanes (channels v0 .. v0 + 15) with AVX-512's 64-bit
+/// arithmetic shifts and min/max: the same formula as output_stage8, fewer instructions.
+template <bool HalfToEven>
+inline __m512i output_stage16(__m512i acc, const OutputConstants& k, int v0) noexcept {
+    const __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(&k.bias[static_cast<std::size_t>(v0)]));
+    const __m512i low = _mm512_set1_epi64(k.low), high = _mm512_set1_epi64(k.high), one = _mm512_set1_epi64(1);
+    __m512i r[2];
+    for (int h = 0; h < 2; ++h) {
+        const std::size_t s = static_cast<std::size_t>(v0 + 8 * h);
+        const __m512i src = h == 0 ? x : _mm512_srli_epi64(x, 32);
+        const __m512i shift = _mm512_loadu_si512(&k.shift16[s]);
+        const __m512i p = _mm512_mul_epi32(src, _mm512_loadu_si512(&k.multiplier16[s]));
+        __m512i biased = _mm512_add_epi64(p, _mm512_loadu_si512(&k.half16[s]));  // |p| < 2^62: no overflow
+        if (HalfToEven)
+            biased = _mm512_add_epi64(_mm512_sub_epi64(biased, one), _mm512_and_si512(_mm512_srlv_epi64(p, shift), one));
+        else
+            biased = _mm512_add_epi64(biased, _mm512_srai_epi64(p, 63));
+        r[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(biased, shift), low), high);
+    }
+    return _mm512_add_epi32(_mm512_mask_blend_epi32(0xaaaa, r[0], _mm512_slli_epi64(r[1], 32)),
+                            _mm512_set1_epi32(k.zero_point));
+}
+
+/// Stores `count` <= 16 int32 lanes as TOut with saturate_cast semantics (masked tail).
+template <class TOut>
+inline void store16_avx512(TOut* out, __m512i v, int count) noexcept {
+    const __mmask16 mask = static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << count) - 1u);
+    if constexpr (std::is_same<TOut, std::int32_t>::value) {
+        _mm512_mask_storeu_epi32(out, mask, v);
+    } else if constexpr (std::is_same<TOut, std::int16_t>::value) {
+        _mm256_mask_storeu_epi16(out, mask, _mm512_cvtsepi32_epi16(v));
+    } else {
+        _mm_mask_storeu_epi8(out, mask, _mm512_cvtsepi32_epi8(v));
+    }
+}
+#endif  // BPUQ_SIMD_HAS_AVX512_VNNI
+
+/// int8 activations as u8 = q + 128, padded (space and channels) with zp + 128, i.e. a real 0:
+/// [N][H + pads][W + pads][groups][4 * quads].
+template <class TIn>
+inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int quads,
+                              std::vector<std::uint8_t>& buf, int& hp, int& wp, int& cstride) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const int cig = g.in_c_per_group();
+    cstride = g.groups * 4 * quads;
+    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride + 64, static_cast<std::uint8_t>(zp + 128));
+    for (int n = 0; n < g.batch; ++n)
+        for (int y = 0; y < g.in_h; ++y)
+            for (int x = 0; x < g.in_w; ++x) {
+                const TIn* src = input + ((std::int64_t(n) * g.in_h + y) * g.in_w + x) * g.in_c;
+                std::uint8_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + x + g.pad_left) * cstride;
+                if (g.groups == 1) {  // contiguous: vectorizes
+                    for (int c = 0; c < cig; ++c) dst[c] = static_cast<std::uint8_t>(std::int32_t(src[c]) + 128);
+                    continue;
+                }
+                for (int grp = 0; grp < g.groups; ++grp)
+                    for (int c = 0; c < cig; ++c)
+                        dst[grp * 4 * quads + c] = static_cast<std::uint8_t>(std::int32_t(src[grp * cig + c]) + 128);
+            }
+}
+
+/// Depthwise input: NHWC copy of the raw activations with `fill` in the spatial padding and a
+/// 64-element tail, so that 16-channel loads never leave the buffer.
+template <class TIn, class TBuf>
+inline void pad_plain(const Conv2dGeometry& g, const TIn* input, TBuf fill, std::int32_t subtract, std::vector<TBuf>& buf,
+                      int& hp, int& wp) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const int C = g.in_c;
+    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * C + 64, fill);
+    for (int n = 0; n < g.batch; ++n)
+        for (int y = 0; y < g.in_h; ++y) {
+            const TIn* src = input + (std::int64_t(n) * g.in_h + y) * g.in_w * C;
+            TBuf* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + g.pad_left) * C;
+            for (std::int64_t i = 0, e = std::int64_t(g.in_w) * C; i < e; ++i)
+                dst[i] = static_cast<TBuf>(std::int32_t(src[i]) - subtract);
+        }
+}
 
 /// Activations widened to int16 as (q - zp), spatially zero-padded, each group's channels
 /// padded to an even count: [N][H + pads][W + pads][groups][2 * cpairs].
@@ -291,10 +498,14 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
     constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
     // vpmaddwd is exact while one pair sum fits int32 (fails only for (-32768)^2 * 2)
     const bool pair_exact = 2 * max_abs_input * w.max_abs_weight <= kInt32Max;
-    const bool simd_ok = simd_level<Arch> == Level::avx2 && pair_exact && (sizeof(TIn) == 1 || input_zero_point == 0) &&
+    const bool simd_ok = static_cast<int>(simd_level<Arch>) >= static_cast<int>(Level::avx2) && pair_exact && (sizeof(TIn) == 1 || input_zero_point == 0) &&
                          input_zero_point >= -128 && input_zero_point <= 127;
     // int32 accumulation is exact when no partial sum can leave int32; else int64 over chunks
-    const bool wide = max_abs_input * w.max_abs_weight_sum > kInt32Max;
+    // (acc + bias is formed in int32 by the vector output stage, so the bias counts too)
+    std::int64_t max_abs_bias = 0;
+    for (int c = 0; rq.bias && c < g.out_c; ++c)
+        max_abs_bias = std::max<std::int64_t>(max_abs_bias, std::abs(std::int64_t(rq.bias[c])));
+    const bool wide = max_abs_input * w.max_abs_weight_sum + max_abs_bias > kInt32Max;
     if (!simd_ok || (wide && w.depthwise)) {
         reference::conv2d<Round>(g, input, input_zero_point, w.ohwi.data(), rq, output);
         return;
@@ -310,17 +521,61 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
     const int chunk_pairs = static_cast<int>(std::max<std::int64_t>(
         1, std::min<std::int64_t>(1 << 20, kInt32Max / std::max<std::int64_t>(1, 2 * max_abs_input * w.max_abs_weight))));
 
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    if (w.depthwise && simd_level<Arch> == Level::avx512_vnni) {
+        // ---- depthwise, AVX-512 VNNI: 16 channels per vpdpwssd on sign-extended activations;
+        //      int8 keeps the raw q (padding = zp) and removes zp * sum w through the bias ----
+        const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
+        std::vector<std::int32_t> bias(static_cast<std::size_t>(C));
+        for (int c = 0; c < C; ++c)
+            bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
+                static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
+                static_cast<std::uint32_t>(std::int64_t(input_zero_point) * w.weight_sum[static_cast<std::size_t>(c)]));
+        Requantization rq_dw = rq;
+        rq_dw.bias = bias.data();
+        const detail::OutputConstants kd(rq_dw, 1, C, blocks * B, Round{});
+        std::vector<TIn> buf;
+        int hp, wp;
+        detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
+        std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+        for (int t = 0; t < taps; ++t)
+            tap_off[static_cast<std::size_t>(t)] =
+                (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
+        parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t item = r0; item < r1; ++item) {
+                const std::int64_t r = item / blocks;
+                const int b = static_cast<int>(item % blocks);
+                const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
+                const int c0 = b * B, count = std::min(B, C - c0);
+                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
+                const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
+                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                for (int ox = 0; ox < ow; ++ox) {
+                    const TIn* origin = row + std::ptrdiff_t(ox) * g.stride_w * C;
+                    __m512i acc = _mm512_setzero_si512();
+                    for (int t = 0; t < taps; ++t) {
+                        const TIn* src = origin + tap_off[static_cast<std::size_t>(t)];
+                        const __m512i a =
+                            sizeof(TIn) == 1 ? _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)))
+                                             : _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+                        acc = _mm512_dpwssd_epi32(acc, a, _mm512_loadu_si512(wv + t * B));
+                    }
+                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c,
+                                           kd.half_to_even ? detail::output_stage16<true>(acc, kd, c0)
+                                                           : detail::output_stage16<false>(acc, kd, c0),
+                                           count);
+                }
+            }
+        });
+        return;
+    }
+#endif
     if (w.depthwise) {
         // ---- depthwise: 16 channels per step, taps in pairs interleaved for vpmaddwd ----
-        std::vector<std::int16_t> buf;
-        int hp, wp, cs;
-        detail::widen_and_pad(g, input, input_zero_point, 1, buf, hp, wp, cs);  // cs = 2 * C (one pair per channel)
-        // widen_and_pad put channel c at 2c; depthwise wants plain NHWC int16: compact it
+        std::vector<std::int16_t> plain;
+        int hp, wp;
+        detail::pad_plain(g, input, std::int16_t(0), input_zero_point, plain, hp, wp);
         const int C = g.in_c;
-        std::vector<std::int16_t> plain(static_cast<std::size_t>(g.batch) * hp * wp * C);
-        for (std::size_t i = 0, n = plain.size(); i < n; ++i) plain[i] = buf[2 * i];
-        buf.clear();
-        buf.shrink_to_fit();
         const int taps = w.taps, tap_pairs = w.tap_pairs, blocks = (C + B - 1) / B;
         std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(2 * tap_pairs));
         for (int t = 0; t < 2 * tap_pairs; ++t) {
@@ -328,8 +583,6 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             tap_off[static_cast<std::size_t>(t)] =
                 (std::ptrdiff_t(tt / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(tt % g.kernel_w) * g.dilation_w) * C;
         }
-        // channels beyond C in the last block read past a pixel: give the buffer a tail
-        plain.resize(plain.size() + B, 0);
         parallel_for(ctx, std::int64_t(g.batch) * oh, [&](std::int64_t r0, std::int64_t r1) {
             for (std::int64_t r = r0; r < r1; ++r) {
                 const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
@@ -365,6 +618,177 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         });
         return;
     }
+
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    if (simd_level<Arch> == Level::avx512_vnni && sizeof(TIn) == 1 && !w.depthwise && !w.data_s8.empty() && !wide) {
+        // ---- AVX-512 VNNI: u8 (q + 128) x s8 weights; the offset is removed through the bias:
+        //      sum (q - zp) w = sum (q + 128) w - (zp + 128) sum w ----
+        std::vector<std::int32_t> bias(static_cast<std::size_t>(g.out_c));
+        for (int c = 0; c < g.out_c; ++c)
+            bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
+                static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
+                static_cast<std::uint32_t>(std::int64_t(input_zero_point + 128) * w.weight_sum[static_cast<std::size_t>(c)]));
+        Requantization rq_u8 = rq;
+        rq_u8.bias = bias.data();
+        const detail::OutputConstants k8(rq_u8, g.groups, g.out_c_per_group(), w.blocks32_per_group * 32, Round{});
+        std::vector<std::uint8_t> buf;
+        int hp, wp, cs;
+        detail::offset_and_pad_u8(g, input, input_zero_point, w.quads, buf, hp, wp, cs);
+        const int taps = w.taps, quads = w.quads, cog = g.out_c_per_group();
+        std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+        for (int t = 0; t < taps; ++t)
+            tap_off[static_cast<std::size_t>(t)] =
+                (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
+        const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
+        const std::int64_t blocks = std::int64_t(g.groups) * w.blocks32_per_group;
+        const std::size_t block_weights = static_cast<std::size_t>(taps) * quads * 128;
+        parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
+            for (std::int64_t item = i0; item < i1; ++item) {
+                const std::int64_t row = item / blocks;
+                const int blk = static_cast<int>(item % blocks);
+                const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
+                const int grp = blk / w.blocks32_per_group, b = blk % w.blocks32_per_group;
+                const int co0 = grp * cog + b * 32, count = std::min(32, cog - b * 32);
+                const int v0 = blk * 32;
+                const std::int8_t* wb = w.data_s8.data() + static_cast<std::size_t>(blk) * block_weights;
+                const std::uint8_t* row_origin =
+                    buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 4 * quads;
+                for (int ox = 0; ox < ow; ox += 8) {
+                    const int mr = std::min(8, ow - ox);
+                    const std::uint8_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
+                    __m512i acc[8][2];
+                    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
+                    switch (mr) {
+                        case 8: detail::vnni_tile<8>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 7: detail::vnni_tile<7>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 6: detail::vnni_tile<6>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 5: detail::vnni_tile<5>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 4: detail::vnni_tile<4>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 3: detail::vnni_tile<3>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 2: detail::vnni_tile<2>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        default: detail::vnni_tile<1>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                    }
+                    TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + co0;
+                    for (int m = 0; m < mr; ++m) {
+                        TOut* o = out + std::int64_t(m) * g.out_c;
+                        for (int h = 0; h < 2 && 16 * h < count; ++h) {
+                            const int vc = v0 + 16 * h, cnt = std::min(16, count - 16 * h);
+                            detail::store16_avx512(o + 16 * h,
+                                                   k8.half_to_even ? detail::output_stage16<true>(acc[m][h], k8, vc)
+                                                                   : detail::output_stage16<false>(acc[m][h], k8, vc),
+                                                   cnt);
+                        }
+                    }
+                }
+            }
+        });
+        return;
+    }
+#endif
+
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    // ---- AVX-512 VNNI, int16 activations: vpdpwssd on the int16 packing; taps are grouped into
+    //      chunks whose partial sums provably fit int32 (32768 * sum of the chunk's max
+    //      per-tap sum |w|), chunk partials added in int64 ----
+    if (simd_level<Arch> == Level::avx512_vnni && sizeof(TIn) == 2 && !w.depthwise) {
+        std::vector<int> chunk_start{0};
+        bool splittable = true;
+        {
+            std::int64_t run = 0;
+            for (int t = 0; t < w.taps; ++t) {
+                const std::int64_t tap = max_abs_input * w.tap_abs_sum[static_cast<std::size_t>(t)];
+                if (tap > kInt32Max) splittable = false;
+                if (run + tap > kInt32Max) {
+                    chunk_start.push_back(t);
+                    run = 0;
+                }
+                run += tap;
+            }
+            chunk_start.push_back(w.taps);
+        }
+        if (splittable) {
+            const bool single_chunk = chunk_start.size() == 2 && !wide;
+            std::vector<std::int16_t> buf;
+            int hp, wp, cs;
+            detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
+            const int taps = w.taps, cpairs = w.cpairs, cog = g.out_c_per_group(), bpg = w.blocks_per_group;
+            std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+            for (int t = 0; t < taps; ++t)
+                tap_off[static_cast<std::size_t>(t)] =
+                    (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
+            const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
+            const int pairs_per_group = (bpg + 1) / 2;
+            const std::int64_t items_per_row = std::int64_t(g.groups) * pairs_per_group;
+            const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
+            parallel_for(ctx, std::int64_t(g.batch) * oh * items_per_row, [&](std::int64_t i0, std::int64_t i1) {
+                std::vector<std::int64_t> sums(8 * 32);
+                for (std::int64_t item = i0; item < i1; ++item) {
+                    const std::int64_t row = item / items_per_row;
+                    const int grp = static_cast<int>(item % items_per_row) / pairs_per_group;
+                    const int b0 = 2 * (static_cast<int>(item % items_per_row) % pairs_per_group);
+                    const int nb = std::min(2, bpg - b0);
+                    const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
+                    const std::int16_t* w0 = w.data.data() + (static_cast<std::size_t>(grp) * bpg + b0) * block_weights;
+                    const std::int16_t* w1 = w0 + block_weights;
+                    const std::int16_t* row_origin =
+                        buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
+                    for (int ox = 0; ox < ow; ox += 8) {
+                        const int mr = std::min(8, ow - ox);
+                        const std::int16_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
+                        __m512i acc[8][2];
+                        if (!single_chunk) std::fill(sums.begin(), sums.end(), 0);
+                        for (std::size_t c = 0; c + 1 < chunk_start.size(); ++c) {
+                            for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
+                            if (nb == 2)
+                                detail::vnni16_tile_any<2>(mr, origin, pixel_stride, tap_off.data(), chunk_start[c],
+                                                           chunk_start[c + 1], cpairs, w0, w1, acc);
+                            else
+                                detail::vnni16_tile_any<1>(mr, origin, pixel_stride, tap_off.data(), chunk_start[c],
+                                                           chunk_start[c + 1], cpairs, w0, w1, acc);
+                            if (single_chunk) break;
+                            for (int m = 0; m < mr; ++m)
+                                for (int h = 0; h < nb; ++h) {
+                                    alignas(64) std::int32_t part[16];
+                                    _mm512_store_si512(part, acc[m][h]);
+                                    for (int j = 0; j < 16; ++j) sums[static_cast<std::size_t>((m * 2 + h) * 16 + j)] += part[j];
+                                }
+                        }
+                        for (int m = 0; m < mr; ++m)
+                            for (int h = 0; h < nb; ++h) {
+                                const int b = b0 + h, co0 = grp * cog + b * B, count = std::min(B, cog - b * B);
+                                const int v0 = (grp * bpg + b) * B;
+                                TOut* o = output + ((std::int64_t(n) * oh + oy) * ow + ox + m) * g.out_c + co0;
+                                __m512i v = acc[m][h];
+                                if (!single_chunk) {
+                                    const std::int64_t* sm = &sums[static_cast<std::size_t>((m * 2 + h) * 16)];
+                                    bool fits = true;
+                                    alignas(64) std::int32_t narrow[16];
+                                    for (int j = 0; j < 16; ++j) {
+                                        const std::int64_t wb = sm[j] + (j < count ? rq.bias_of(static_cast<std::size_t>(co0 + j)) : 0);
+                                        fits = fits && sm[j] >= std::numeric_limits<std::int32_t>::min() && sm[j] <= kInt32Max &&
+                                               wb >= std::numeric_limits<std::int32_t>::min() && wb <= kInt32Max;
+                                        narrow[j] = static_cast<std::int32_t>(sm[j]);
+                                    }
+                                    if (!fits) {
+                                        for (int j = 0; j < count; ++j)
+                                            o[j] = requantize_output<TOut, Round>(sm[j], rq, static_cast<std::size_t>(co0 + j));
+                                        continue;
+                                    }
+                                    v = _mm512_load_si512(narrow);
+                                }
+                                detail::store16_avx512(o, k.half_to_even ? detail::output_stage16<true>(v, k, v0)
+                                                                         : detail::output_stage16<false>(v, k, v0),
+                                                       count);
+                            }
+                    }
+                }
+            });
+            return;
+        }
+    }
+#endif
 
     // ---- dense / grouped ----
     std::vector<std::int16_t> buf;
@@ -419,26 +843,60 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     }
                     continue;
                 }
-                // int16 activations whose sums may leave int32: int32 partials over chunks of pairs,
-                // accumulated in int64, then the reference output stage per element
+                // int16 activations whose sums may leave int32: int32 partials over chunks of at
+                // most chunk_pairs pairs, accumulated in int64
                 std::fill(wide_acc.begin(), wide_acc.end(), 0);
-                for (int t = 0; t < taps; ++t)
-                    for (int pb = 0; pb < cpairs; pb += chunk_pairs) {
-                        const int pe = std::min(cpairs, pb + chunk_pairs);
-                        for (auto& a : acc) a[0] = a[1] = _mm256_setzero_si256();
-                        run(&tap_off[static_cast<std::size_t>(t)], 1, pb, pe,
-                            wb + (static_cast<std::size_t>(t) * cpairs + pb) * B * 2);
-                        for (int m = 0; m < mr; ++m) {
-                            alignas(32) std::int32_t part[16];
-                            _mm256_store_si256(reinterpret_cast<__m256i*>(part), acc[m][0]);
-                            _mm256_store_si256(reinterpret_cast<__m256i*>(part + 8), acc[m][1]);
-                            for (int j = 0; j < B; ++j) wide_acc[static_cast<std::size_t>(m * B + j)] += part[j];
-                        }
+                auto spill = [&]() {
+                    for (int m = 0; m < mr; ++m) {
+                        alignas(32) std::int32_t part[16];
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(part), acc[m][0]);
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(part + 8), acc[m][1]);
+                        for (int j = 0; j < B; ++j) wide_acc[static_cast<std::size_t>(m * B + j)] += part[j];
+                        acc[m][0] = acc[m][1] = _mm256_setzero_si256();
                     }
-                for (int m = 0; m < mr; ++m)
-                    for (int j = 0; j < count; ++j)
-                        out[std::int64_t(m) * g.out_c + j] = requantize_output<TOut, Round>(
-                            wide_acc[static_cast<std::size_t>(m * B + j)], rq, static_cast<std::size_t>(co0 + j));
+                };
+                if (cpairs <= chunk_pairs) {  // whole taps per int32 partial
+                    const int taps_per_chunk = chunk_pairs / cpairs;
+                    for (int t0 = 0; t0 < taps; t0 += taps_per_chunk) {
+                        run(&tap_off[static_cast<std::size_t>(t0)], std::min(taps_per_chunk, taps - t0), 0, cpairs,
+                            wb + static_cast<std::size_t>(t0) * cpairs * B * 2);
+                        spill();
+                    }
+                } else {
+                    for (int t = 0; t < taps; ++t)
+                        for (int pb = 0; pb < cpairs; pb += chunk_pairs) {
+                            const int pe = std::min(cpairs, pb + chunk_pairs);
+                            run(&tap_off[static_cast<std::size_t>(t)], 1, pb, pe,
+                                wb + (static_cast<std::size_t>(t) * cpairs + pb) * B * 2);
+                            spill();
+                        }
+                }
+                // the vector output stage when every sum (and sum + bias) fits int32, as it
+                // almost always does; the reference stage per element otherwise
+                for (int m = 0; m < mr; ++m) {
+                    const std::int64_t* sums = &wide_acc[static_cast<std::size_t>(m * B)];
+                    bool fits = true;
+                    alignas(32) std::int32_t narrow[16];
+                    for (int j = 0; j < B; ++j) {
+                        const std::int64_t with_bias = sums[j] + (j < count ? rq.bias_of(static_cast<std::size_t>(co0 + j)) : 0);
+                        fits = fits && sums[j] >= std::numeric_limits<std::int32_t>::min() &&
+                               sums[j] <= std::numeric_limits<std::int32_t>::max() &&
+                               with_bias >= std::numeric_limits<std::int32_t>::min() &&
+                               with_bias <= std::numeric_limits<std::int32_t>::max();
+                        narrow[j] = static_cast<std::int32_t>(sums[j]);
+                    }
+                    TOut* o = out + std::int64_t(m) * g.out_c;
+                    if (fits) {
+                        const __m256i a0 = detail::load256(narrow), a1 = detail::load256(narrow + 8);
+                        if (k.half_to_even)
+                            detail::store16(o, detail::output_stage8<true>(a0, k, v0), detail::output_stage8<true>(a1, k, v0 + 8), count);
+                        else
+                            detail::store16(o, detail::output_stage8<false>(a0, k, v0), detail::output_stage8<false>(a1, k, v0 + 8), count);
+                    } else {
+                        for (int j = 0; j < count; ++j)
+                            o[j] = requantize_output<TOut, Round>(sums[j], rq, static_cast<std::size_t>(co0 + j));
+                    }
+                }
             }
         }
     });

@@ -79,7 +79,7 @@ inline void scan_span(const float* x, std::size_t n, BatchStats& s) noexcept {
 /// Number of NaN/Inf values (only called to build an error message).
 inline std::uint64_t count_nonfinite(const float* x, std::size_t n) noexcept {
     std::uint64_t c = 0;
-    for (std::size_t i = 0; i < n; ++i) c += std::isfinite(x[i]) ? 0 : 1;
+    for (std::size_t i = 0; i < n; ++i) c += std::isfinite(x[i]) ? 0u : 1u;
     return c;
 }
 
