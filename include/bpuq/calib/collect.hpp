@@ -95,6 +95,10 @@ inline std::map<std::string, QParams> choose_qparams(const CalibrationStats& sta
     std::map<std::string, QParams> out;
     for (const auto& t : plan.calibrated) {
         const int bits = plan.tensors.at(t).bits;
+        if (plan.tensors.at(t).fixed) {
+            out[t] = plan.tensors.at(t).fixed_params;
+            continue;
+        }
         CalibChoice c = choice;
         if (bits == 16) c.asymmetric = false;  // int16 tensors are symmetric
         out[t] = stats.tensors.at(t).qparams(c, bits);

@@ -28,6 +28,10 @@ struct TensorPlan {
     std::string alias_of;    ///< passthrough output: uses this tensor's parameters ("" = own)
     bool model_output = false;
     bool float_output = false;  ///< a model output that stays float (the producer dequantizes)
+    /// Parameters fixed by convention instead of calibration: image inputs (0..255 pixels) are
+    /// int8 with scale 1 and zero point -128, i.e. q = x - 128 exactly (Horizon's "_128" types).
+    bool fixed = false;
+    QParams fixed_params;
 };
 
 struct QuantPlan {
@@ -169,6 +173,17 @@ inline QuantPlan make_quant_plan(const graph::Graph& g, const config::ConvertCon
     // aliases take their root's width
     for (auto& kv : plan.tensors)
         if (!kv.second.alias_of.empty()) kv.second.bits = plan.tensors[plan.root_of(kv.first)].bits;
+
+    // image inputs: exact int8 pixels (x - 128) unless the input was asked to be int16
+    for (const auto& spec : cfg.inputs) {
+        if (!spec.is_image()) continue;
+        const std::string name = spec.name.empty() && g.inputs.size() == 1 ? g.inputs[0] : spec.name;
+        auto it = plan.tensors.find(name);
+        if (it == plan.tensors.end() || !it->second.quantized || it->second.bits != 8) continue;
+        it->second.fixed = true;
+        it->second.fixed_params = qparams_from_range(0.0f, 255.0f, 8, /*symmetric=*/false);
+        plan.notes.push_back("input '" + name + "' is an image: int8 pixels x - 128 (scale 1, zero point -128)");
+    }
 
     // ---- calibration order: graph inputs first, then node outputs in topological order ----
     std::set<std::string> seen;
