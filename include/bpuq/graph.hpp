@@ -5,4 +5,5 @@
 #include "graph/executor.hpp"
 #include "graph/ir.hpp"
 #include "graph/op_registry.hpp"
+#include "graph/passes.hpp"
 #include "graph/shape_inference.hpp"

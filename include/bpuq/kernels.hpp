@@ -5,4 +5,6 @@
 #include "quant.hpp"
 #include "kernels/reference.hpp"
 #include "kernels/simd/arch.hpp"
+#include "kernels/context.hpp"
+#include "kernels/simd/conv2d.hpp"
 #include "kernels/simd/quantize.hpp"

@@ -2,5 +2,6 @@
 #pragma once
 
 #include "graph.hpp"
+#include "onnx/export.hpp"
 #include "onnx/import.hpp"
 #include "onnx/tensor_proto.hpp"

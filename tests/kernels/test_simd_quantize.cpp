@@ -266,3 +266,20 @@ TEST_CASE_TEMPLATE("simd tensor wrappers equal the scalar tensor functions, per 
     Tensor out8(DType::int8, shape);
     CHECK_THROWS_WITH_AS(simd::quantize_tensor<Arch>(x, out8, bad), doctest::Contains("[bpuq.tensor.dtype]"), Error);
 }
+
+TEST_CASE("the default architecture selects the widest path the compiler flags enable") {
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    CHECK(simd::simd_level<simd::default_arch> == simd::Level::avx512_vnni);
+    CHECK(simd::vector_level<simd::default_arch> == simd::Level::avx2);
+#elif BPUQ_SIMD_HAS_AVX2
+    // xsimd's AVX-512 types do not derive from avx2; they must still select the AVX2 kernels
+    CHECK(static_cast<int>(simd::simd_level<simd::default_arch>) >= static_cast<int>(simd::Level::avx2));
+#endif
+#if BPUQ_SIMD_HAS_AVX2
+    CHECK(simd::simd_level<xsimd::fma3<xsimd::avx2>> == simd::Level::avx2);
+#endif
+    CHECK(simd::simd_level<simd::scalar> == simd::Level::scalar);
+#if BPUQ_SIMD_HAS_SSE4_1
+    CHECK(simd::simd_level<xsimd::sse4_2> == simd::Level::sse4_1);
+#endif
+}

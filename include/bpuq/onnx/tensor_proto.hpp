@@ -170,11 +170,13 @@ inline Tensor tensor_from_proto(const ::onnx::TensorProto& p, const std::string&
         raw = &external;
     }
 
-    Tensor t(dtype, shape);
+    // sizes are validated against the stored data before allocating, so a corrupt header
+    // cannot make us allocate more than the file holds
     if (raw) {
         BPUQ_CHECK(raw->size() == std::size_t(n) * src_elem, "onnx.tensor",
                    "tensor " + name + " of shape " + shape_to_string(shape) + " has " + std::to_string(raw->size()) +
                        " bytes of data, expected " + std::to_string(std::size_t(n) * src_elem));
+        Tensor t(dtype, shape);
         if (half) {
             float* d = t.data<float>();
             for (std::int64_t i = 0; i < n; ++i) {
@@ -187,34 +189,33 @@ inline Tensor tensor_from_proto(const ::onnx::TensorProto& p, const std::string&
         }
         return t;
     }
-    auto check_count = [&](std::int64_t have) {
-        BPUQ_CHECK(have == n, "onnx.tensor",
-                   "tensor " + name + " of shape " + shape_to_string(shape) + " has " + std::to_string(have) +
-                       " values, expected " + std::to_string(n));
-    };
+    const int et_field = et == ::onnx::TensorProto::FLOAT ? p.float_data_size()
+                         : et == ::onnx::TensorProto::DOUBLE ? p.double_data_size()
+                         : et == ::onnx::TensorProto::INT64 ? p.int64_data_size()
+                         : (et == ::onnx::TensorProto::UINT32 || et == ::onnx::TensorProto::UINT64) ? p.uint64_data_size()
+                                                                                                   : p.int32_data_size();
+    BPUQ_CHECK(std::int64_t(et_field) == n, "onnx.tensor",
+               "tensor " + name + " of shape " + shape_to_string(shape) + " has " + std::to_string(et_field) +
+                   " values, expected " + std::to_string(n));
+    Tensor t(dtype, shape);
     switch (et) {
         case ::onnx::TensorProto::FLOAT:
-            check_count(p.float_data_size());
             std::copy(p.float_data().begin(), p.float_data().end(), t.data<float>());
             break;
         case ::onnx::TensorProto::DOUBLE:
-            check_count(p.double_data_size());
             std::copy(p.double_data().begin(), p.double_data().end(), t.data<double>());
             break;
         case ::onnx::TensorProto::INT64:
-            check_count(p.int64_data_size());
             std::copy(p.int64_data().begin(), p.int64_data().end(), t.data<std::int64_t>());
             break;
         case ::onnx::TensorProto::UINT32:
         case ::onnx::TensorProto::UINT64:
-            check_count(p.uint64_data_size());
             for (std::int64_t i = 0; i < n; ++i) {
                 if (et == ::onnx::TensorProto::UINT32) t.data<std::uint32_t>()[i] = std::uint32_t(p.uint64_data(int(i)));
                 else t.data<std::uint64_t>()[i] = p.uint64_data(int(i));
             }
             break;
         default: {  // int32_data holds int32, (u)int8, (u)int16, bool and the 16-bit floats' bits
-            check_count(p.int32_data_size());
             for (std::int64_t i = 0; i < n; ++i) {
                 const std::int32_t v = p.int32_data(int(i));
                 switch (et) {

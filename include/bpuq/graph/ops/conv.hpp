@@ -83,7 +83,7 @@ void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const
     const std::size_t d = s.in.size();
     const std::int64_t K = s.kernel_size(), P = s.out_size(), in_size = s.in_size();
     if (d == 2) {
-        const std::int64_t H = s.in[0], W = s.in[1], KH = s.g.kernel[0], KW = s.g.kernel[1];
+        const std::int64_t H = s.in[0], W = s.in[1], KW = s.g.kernel[1];
         const std::int64_t OH = s.g.out[0], OW = s.g.out[1], SH = s.g.strides[0], SW = s.g.strides[1];
         const std::int64_t DH = s.g.dilations[0], DW = s.g.dilations[1], PH = s.g.pads[0], PW = s.g.pads[1];
         ctx.parallel_for(channels * K, 16, [&](std::int64_t rb, std::int64_t re) {

@@ -236,7 +236,7 @@ inline void quantize_span(const float* in, Q* out, std::int64_t n, float scale, 
     std::int64_t i = 0;
 #if BPUQ_SIMD_HAS_X86
     if constexpr (simd_level<Arch> != Level::scalar) {
-        constexpr Level L = simd_level<Arch>;
+        constexpr Level L = vector_level<Arch>;
         using Ops = detail::IntOps<L>;
         using B = xsimd::batch<float, typename Ops::arch>;
         constexpr int W = Ops::lanes;
@@ -261,7 +261,7 @@ inline void dequantize_span(const Q* in, float* out, std::int64_t n, float scale
     std::int64_t i = 0;
 #if BPUQ_SIMD_HAS_X86
     if constexpr (simd_level<Arch> != Level::scalar) {
-        constexpr Level L = simd_level<Arch>;
+        constexpr Level L = vector_level<Arch>;
         using Ops = detail::IntOps<L>;
         using B = xsimd::batch<float, typename Ops::arch>;
         using I = xsimd::batch<std::int32_t, typename Ops::arch>;
@@ -290,7 +290,7 @@ inline void requantize_span(const QIn* in, QOut* out, std::int64_t n, std::int32
     std::int64_t i = 0;
 #if BPUQ_SIMD_HAS_X86
     if constexpr (simd_level<Arch> != Level::scalar) {
-        constexpr Level L = simd_level<Arch>;
+        constexpr Level L = vector_level<Arch>;
         using Ops = detail::IntOps<L>;
         constexpr int W = Ops::lanes;
         const detail::RequantConstants<L> k(qm, zp_in, zp_out, qmin, qmax);
