@@ -23,6 +23,7 @@ ObserverConfig config(CalibMethod m, int axis = -1, bool symmetric = true) {
     c.symmetric = symmetric;
     c.percentile = 0.999;
     c.histogram_bins = 2048;
+    c.channel_histogram_bins = 2048;  // per channel and per tensor on the same grids
     return c;
 }
 
@@ -158,6 +159,22 @@ TEST_CASE("asymmetric max and percentile ranges; symmetric ranges are [-T, T]") 
     CHECK(lo == -hi);
     CHECK(hi == sym.threshold());
     CHECK(sym.qparams().scale[0] == hi / 127.0f);
+}
+
+TEST_CASE("per-channel histograms use their own, smaller bin limit") {
+    ObserverConfig c;
+    c.method = CalibMethod::kl;
+    c.channel_axis = 0;
+    Observer pc(c);
+    const std::vector<float> v = observe_test::gaussian(4 * 1000, 1.0f, 3);
+    pc.observe(v.data(), Shape{4, 1000});
+    CHECK(pc.histogram(3).max_bins() == 2048);
+    c.channel_axis = -1;
+    Observer pt(c);
+    pt.observe(v.data(), v.size());
+    CHECK(pt.histogram().max_bins() == 16384);
+    c.channel_histogram_bins = 1;
+    CHECK_THROWS_WITH_AS(Observer{c}, doctest::Contains("[bpuq.observe.bins]"), bpuq::Error);
 }
 
 TEST_CASE("EMA observer and method names") {

@@ -137,9 +137,11 @@ TEST_CASE("KL candidates with prefix sums equal the naive O(bins^2) definition")
     sets.push_back(observe_test::uniform(20000, -1.0f, 1.0f, 24));
     for (std::size_t bins : {std::size_t(1024), std::size_t(2048)}) {
         for (const auto& v : sets) {
+          for (double eps : {1e-10, 0.0}) {  // 0: Q = 0 < P is infinite (SciPy / NVIDIA)
+            CAPTURE(eps);
             const Histogram h = hist_of(v, bins);
-            const auto fast = detail::kl_divergences(h.counts().data(), h.bins(), 128, 1e-10);
-            const auto slow = naive_kl(h.counts(), 128, 1e-10);
+            const auto fast = detail::kl_divergences(h.counts().data(), h.bins(), 128, eps);
+            const auto slow = naive_kl(h.counts(), 128, eps);
             REQUIRE(fast.size() == slow.size());
             std::size_t argmin_fast = 0, argmin_slow = 0;
             for (std::size_t t = 0; t < fast.size(); ++t) {
@@ -152,12 +154,39 @@ TEST_CASE("KL candidates with prefix sums equal the naive O(bins^2) definition")
                 if (slow[t] <= slow[argmin_slow]) argmin_slow = t;
             }
             CHECK(std::fabs(slow[argmin_fast] - slow[argmin_slow]) <= 1e-9 + 1e-7 * slow[argmin_slow]);
-            const KlResult r = kl_search(h, 8, KlOptions{0, KlThresholdPlacement::bin_edge, 1e-10});
+            const KlResult r = kl_search(h, 8, KlOptions{0, KlThresholdPlacement::bin_edge, eps});
             CHECK(r.search_bins == h.bins());
             CHECK(r.kept_bins == argmin_fast + 128);
             CHECK(r.threshold == std::min(float(double(r.kept_bins) * h.bin_width()), h.absmax()));
+          }
         }
     }
+}
+
+TEST_CASE("KL options: NVIDIA's bin-0 replacement and presets") {
+    std::vector<float> v = observe_test::gaussian(200000, 1.0f, 51);
+    for (auto& x : v) x = std::max(x, 0.0f);  // ReLU: half of the values in bin 0
+    observe_test::add_outliers(v, 6, 20.0f);
+    const Histogram h = hist_of(v, 2048);
+    std::vector<std::uint64_t> counts = h.counts();
+    counts[0] = counts[1];
+    const auto slow = naive_kl(counts, 128, 0.0);
+    std::size_t best = 0;
+    for (std::size_t t = 0; t < slow.size(); ++t)
+        if (slow[t] <= slow[best]) best = t;
+    const KlOptions nv = KlOptions::nvidia();
+    const KlResult r = kl_search(h, 8, nv);
+    CHECK(r.kept_bins == best + 128);
+    CHECK(r.threshold == float(double(r.kept_bins) * h.bin_width()));  // bin edge
+    // The replacement matters on ReLU data: the plain search sees a different P.
+    KlOptions plain = nv;
+    plain.zero_bin_as_next = false;
+    CHECK(kl_search(h, 8, plain).kept_bins != r.kept_bins);
+    const KlOptions hz = KlOptions::horizon();
+    CHECK(hz.search_bins == 1024);
+    CHECK(hz.placement == KlThresholdPlacement::bin_centre);
+    CHECK_THROWS_WITH_AS(kl_search(h, 8, KlOptions{0, KlThresholdPlacement::bin_edge, -1.0}),
+                         doctest::Contains("[bpuq.observe.kl]"), bpuq::Error);
 }
 
 TEST_CASE("KL thresholds on known distributions") {

@@ -29,7 +29,24 @@ struct KlOptions {
     KlThresholdPlacement placement = KlThresholdPlacement::bin_centre;
     /// A bin with P > 0 but Q = 0 (only possible for the bin that receives the folded
     /// outliers when its own count is 0) contributes p ln(p / epsilon) (normalized p).
+    /// 0 makes such a candidate's KL infinite, as SciPy's entropy() does (NVIDIA).
     double epsilon = 1e-10;
+    /// Replace bin 0's count by bin 1's before the search (NVIDIA: discounts the zeros of
+    /// ReLU outputs, which would otherwise dominate P).
+    bool zero_bin_as_next = false;
+
+    /// Horizon-like defaults: search on <= 1024 bins, threshold at the bin centre.
+    static KlOptions horizon() { return KlOptions{}; }
+    /// NVIDIA pytorch-quantization's choices: search every collected bin, threshold at the
+    /// bin edge, Q = 0 < P is infinite, bin 0 counted like bin 1.
+    static KlOptions nvidia() {
+        KlOptions o;
+        o.search_bins = 0;
+        o.placement = KlThresholdPlacement::bin_edge;
+        o.epsilon = 0.0;
+        o.zero_bin_as_next = true;
+        return o;
+    }
 };
 
 struct KlResult {
@@ -72,6 +89,9 @@ inline std::vector<double> kl_divergences(const std::uint64_t* h, std::size_t bi
     out.assign(bins - L + 1, std::numeric_limits<double>::infinity());
     if (!(n > 0.0)) return out;
     const double log_n = std::log(n);
+    // ln of every possible non-empty-bin count: one log per group instead of a log and a divide.
+    std::vector<double> log_count(bins + 1, 0.0);
+    for (std::size_t c = 1; c <= bins; ++c) log_count[c] = std::log(static_cast<double>(c));
     for (std::size_t i = L; i <= bins; ++i) {
         const double kept = s0[i];
         if (!(kept > 0.0)) continue;  // Q would be all zero: not a candidate
@@ -85,7 +105,7 @@ inline std::vector<double> kl_divergences(const std::uint64_t* h, std::size_t bi
             const std::uint64_t c = cnt[b] - cnt[a];
             if (c == 0) continue;
             const double g = s0[b] - s0[a];
-            plogq += g * std::log(g / static_cast<double>(c));
+            plogq += g * (std::log(g) - log_count[c]);
         }
         // The last group holds bin i-1: its P is h_last + outliers, not h_last.
         const std::size_t a_last = ((L - 1) * i + L - 1) / L;
@@ -95,8 +115,9 @@ inline std::vector<double> kl_divergences(const std::uint64_t* h, std::size_t bi
         if (outliers > 0.0) {
             if (h_last > 0.0) {
                 const double g = s0[i] - s0[a_last];
-                plogq += outliers * std::log(g / static_cast<double>(c_last));
+                plogq += outliers * (std::log(g) - log_count[c_last]);
             } else {
+                if (epsilon == 0.0) continue;  // infinite: not a candidate
                 // P_{i-1} > 0 = Q_{i-1}: smoothed term, and keep it out of the closed form.
                 plogp -= p_last * std::log(p_last);
                 const double p = p_last / n;
@@ -120,7 +141,8 @@ inline KlResult kl_search(const Histogram& h, int bits = 8, const KlOptions& opt
     const int levels = detail::kl_levels(bits);
     BPUQ_CHECK(opt.search_bins == 0 || opt.search_bins >= 2, "observe.bins",
                "KL search bin count " + std::to_string(opt.search_bins) + " must be 0 (as collected) or >= 2");
-    BPUQ_CHECK(opt.epsilon > 0.0, "observe.kl", "KL smoothing epsilon must be > 0");
+    BPUQ_CHECK(opt.epsilon >= 0.0, "observe.kl",
+               "KL smoothing epsilon " + std::to_string(opt.epsilon) + " must be >= 0 (0: infinite penalty)");
     KlResult r;
     r.threshold = h.absmax();
     if (h.empty() || !(h.absmax() > 0.0f)) return r;
@@ -135,6 +157,12 @@ inline KlResult kl_search(const Histogram& h, int bits = 8, const KlOptions& opt
         for (std::size_t j = 0; j < h.bins(); ++j) reduced[j / factor] += h.count(j);
         grid = reduced.data();
         bins = reduced.size();
+    }
+    if (opt.zero_bin_as_next && bins >= 2) {
+        if (reduced.empty()) reduced.assign(grid, grid + bins);
+        reduced[0] = reduced[1];
+        grid = reduced.data();
+        if (std::all_of(reduced.begin(), reduced.end(), [](std::uint64_t c) { return c == 0; })) return r;
     }
     r.search_bins = bins;
     r.search_width = h.bin_width() * static_cast<double>(factor);

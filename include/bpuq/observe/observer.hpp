@@ -52,7 +52,10 @@ struct ObserverConfig {
     bool ema = false;            ///< max only: moving average of the batch ranges
     double ema_c = 0.01;         ///< moving-average constant
     double percentile = 0.99995; ///< percentile method: the kept fraction p in (0, 1]
-    std::size_t histogram_bins = 16384;  ///< bin limit of the histograms (Horizon max_num_bin)
+    std::size_t histogram_bins = 16384;  ///< bin limit of a per-tensor histogram (Horizon max_num_bin)
+    /// Bin limit of each channel's histogram when per channel: memory is channels x bins x 8
+    /// bytes (512 channels x 2048 bins = 8 MB), so the default is lower than per tensor.
+    std::size_t channel_histogram_bins = 2048;
     KlOptions kl{};              ///< KL search grid and threshold placement
     std::string name = "observer";  ///< names the tensor in error messages
 };
@@ -78,8 +81,9 @@ public:
                    n + ": channel axis " + std::to_string(cfg_.channel_axis) + " must be -1 (per tensor) or >= 0");
         BPUQ_CHECK(cfg_.percentile > 0.0 && cfg_.percentile <= 1.0, "observe.percentile",
                    n + ": percentile " + std::to_string(cfg_.percentile) + " must be in (0, 1]");
-        BPUQ_CHECK(cfg_.histogram_bins >= 2 && cfg_.histogram_bins <= Histogram::kMaxBinsLimit, "observe.bins",
-                   n + ": histogram bin count " + std::to_string(cfg_.histogram_bins) + " is outside [2, 16777216]");
+        for (std::size_t b : {cfg_.histogram_bins, cfg_.channel_histogram_bins})
+            BPUQ_CHECK(b >= 2 && b <= Histogram::kMaxBinsLimit, "observe.bins",
+                       n + ": histogram bin count " + std::to_string(b) + " is outside [2, 16777216]");
         (void)MinMaxObserver(cfg_.ema, cfg_.ema_c);  // validates ema_c
         if (cfg_.channel_axis < 0) allocate(1);
     }
@@ -163,7 +167,7 @@ public:
     void merge(const Observer& later) {
         BPUQ_CHECK(later.cfg_.method == cfg_.method && later.cfg_.bits == cfg_.bits &&
                        later.cfg_.symmetric == cfg_.symmetric && later.cfg_.channel_axis == cfg_.channel_axis &&
-                       later.cfg_.histogram_bins == cfg_.histogram_bins && later.cfg_.ema == cfg_.ema,
+                       later.bins() == bins() && later.cfg_.ema == cfg_.ema,
                    "observe.merge", cfg_.name + ": cannot merge with observer '" + later.cfg_.name +
                                         "' whose method, bits, symmetry, axis or bin limit differ");
         if (later.minmax_.empty()) return;
@@ -250,10 +254,12 @@ private:
     bool uses_histogram() const noexcept { return cfg_.method != CalibMethod::max; }
     bool signed_histograms() const noexcept { return !cfg_.symmetric && cfg_.method == CalibMethod::percentile; }
 
+    std::size_t bins() const noexcept { return per_channel() ? cfg_.channel_histogram_bins : cfg_.histogram_bins; }
+
     void allocate(std::size_t channels) {
         minmax_.assign(channels, MinMaxObserver(cfg_.ema, cfg_.ema_c));
-        if (uses_histogram()) hist_.assign(channels, Histogram(cfg_.histogram_bins));
-        if (signed_histograms()) neg_.assign(channels, Histogram(cfg_.histogram_bins));
+        if (uses_histogram()) hist_.assign(channels, Histogram(bins()));
+        if (signed_histograms()) neg_.assign(channels, Histogram(bins()));
     }
 
     void check_ready(std::size_t channel) const {
