@@ -33,16 +33,16 @@ inline const char* quant_role_name(QuantRole r) {
 
 /// Operators with an integer (BPU) implementation, by role.
 inline const std::vector<std::string>& bpu_compute_ops() {
-    static const std::vector<std::string> ops{"Conv",        "Gemm",      "MatMul",  "Add",        "Sub",
-                                              "Mul",         "AveragePool", "GlobalAveragePool", "ReduceMean",
-                                              "Concat",      "Relu",      "Clip",    "LeakyRelu",  "Sigmoid",
-                                              "Tanh",        "HardSigmoid", "HardSwish", "Exp",   "Gelu",
-                                              "Erf",         "Softplus",  "Sqrt",    "Resize",     "Upsample"};
+    // Keep in step with emul/lower.hpp: every op listed here has an integer lowering.
+    static const std::vector<std::string> ops{"Conv",    "Gemm",        "MatMul",    "Add",  "Sub",  "Mul",
+                                              "AveragePool", "GlobalAveragePool", "Concat", "Relu", "Clip",
+                                              "LeakyRelu", "Sigmoid",   "Tanh",      "HardSigmoid", "HardSwish",
+                                              "Exp",     "Gelu",        "Erf",       "Softplus", "Sqrt"};
     return ops;
 }
 inline const std::vector<std::string>& bpu_passthrough_ops() {
     static const std::vector<std::string> ops{"MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose", "Squeeze",
-                                              "Unsqueeze", "Identity", "Dropout", "Slice", "Split"};
+                                              "Unsqueeze", "Identity", "Dropout"};
     return ops;
 }
 

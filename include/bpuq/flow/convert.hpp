@@ -376,7 +376,11 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         auto tp = plan.tensors.find(out);
         if (tp != plan.tensors.end() && tp->second.quantized && acts.count(out)) {
             const QParams& q = acts.at(out);
-            thr = detail::fixed(std::max(q.scale[0] * float(q.qmax() - q.zero_point[0]), q.scale[0] * float(q.zero_point[0] - q.qmin())), 6);
+            // the calibrated threshold: scale * qmax when symmetric, else the larger end of [min, max]
+            thr = detail::fixed(q.zero_point[0] == 0 ? q.scale[0] * float(q.qmax())
+                                                     : std::max(q.scale[0] * float(q.qmax() - q.zero_point[0]),
+                                                                q.scale[0] * float(q.zero_point[0] - q.qmin())),
+                                6);
             dtype = q.bits == 16 ? "int16" : "int8";
             if (tp->second.float_output && np.on_bpu && calib::dequantizes_accumulator(n.op_type)) {
                 thr = "--";
