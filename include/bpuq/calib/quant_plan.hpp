@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../config/convert_config.hpp"
+#include "../core/qparams.hpp"
 #include "../graph/ir.hpp"
 #include "op_support.hpp"
 
