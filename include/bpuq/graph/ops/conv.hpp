@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common.hpp"
+#include "gemm_kernel.hpp"
 
 BPUQ_NAMESPACE_BEGIN
 
@@ -279,17 +280,31 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
                 B = col.data();
             }
             float* yg = y + (nb * s.M + g * Mg) * P;
-            gemm(w + g * Mg * K, K, B, P, yg, P, Mg, P, K, false, ctx);
+            const float* wg = w + g * Mg * K;
+            const float* bg = bias ? bias + g * Mg : nullptr;
+            // column blocks: the bias/activation epilogue runs on each block while it is still
+            // in cache, and blocks are the unit of threading
+            const std::int64_t block = P <= 1024 ? P : 512;
+            const std::int64_t blocks = (P + block - 1) / block;
+            ConstStridedMap<float> a(wg, Mg, K, Eigen::OuterStride<>(K));
+            ctx.parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
+                for (std::int64_t blk = b0; blk < b1; ++blk) {
+                    const std::int64_t p0 = blk * block, n = std::min(block, P - p0);
+                    StridedMap<float> cm(yg + p0, Mg, n, Eigen::OuterStride<>(P));
+                    if (K == 0) cm.setZero();
+#if BPUQ_HAS_VECTOR_EXTENSIONS
+                    else if (wide_gemm::suits(n, K)) wide_gemm::gemm(wg, K, B + p0, P, yg + p0, P, Mg, n, K);
+#endif
+                    else cm.noalias() = a * ConstStridedMap<float>(B + p0, K, n, Eigen::OuterStride<>(P));
+                    if (!bg && !ep.active()) continue;
+                    for (std::int64_t m = 0; m < Mg; ++m) {
+                        float* row = yg + m * P + p0;
+                        const float bv = bg ? bg[m] : 0.f;
+                        for (std::int64_t i = 0; i < n; ++i) row[i] = std::min(ep.hi, std::max(ep.lo, row[i] + bv));
+                    }
+                }
+            });
         }
-    if (bias || ep.active()) {
-        ctx.parallel_for(s.N * s.M, 4, [&](std::int64_t b, std::int64_t e) {
-            for (std::int64_t nm = b; nm < e; ++nm) {
-                float* row = y + nm * P;
-                const float bv = bias ? bias[nm % s.M] : 0.f;
-                for (std::int64_t p = 0; p < P; ++p) row[p] = std::min(ep.hi, std::max(ep.lo, row[p] + bv));
-            }
-        });
-    }
 }
 
 inline void run_conv(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
