@@ -258,6 +258,58 @@ inline void depthwise_conv2d(const float* x, const float* w, const float* bias, 
     });
 }
 
+#if BPUQ_HAS_VECTOR_EXTENSIONS
+/// Stride-1 2-D convolution without an im2col matrix: the input is copied once into a
+/// zero-padded image of width Wp; row (c, kh, kw) of the would-be im2col matrix is then the
+/// padded channel c shifted by kh*DH*Wp + kw*DW, read as one long row of OH*Wp values. The
+/// GEMM produces OH rows of width Wp per output channel, of which the first OW are kept.
+inline void conv2d_stride1_shifted(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                                   const Epilogue& ep, const ExecContext& ctx) {
+    const std::int64_t H = s.in[0], W = s.in[1], KH = s.g.kernel[0], KW = s.g.kernel[1];
+    const std::int64_t OH = s.g.out[0], OW = s.g.out[1], DH = s.g.dilations[0], DW = s.g.dilations[1];
+    const std::int64_t PH = s.g.pads[0], PW = s.g.pads[1];
+    const std::int64_t Wp = std::max(W + PW, OW + (KW - 1) * DW);
+    const std::int64_t Hp = std::max(H + PH, OH + (KH - 1) * DH) + 1;  // +1: junk-column overrun
+    const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group, K = Cg * KH * KW, N = OH * Wp;
+    std::vector<float> padded(static_cast<std::size_t>(Cg * Hp * Wp));
+    std::vector<const float*> rows(static_cast<std::size_t>(K));
+    std::vector<float> out(static_cast<std::size_t>(Mg * N));
+    for (std::int64_t nb = 0; nb < s.N; ++nb)
+        for (std::int64_t g = 0; g < s.group; ++g) {
+            const float* xg = x + (nb * s.C + g * Cg) * H * W;
+            std::fill(padded.begin(), padded.end(), 0.f);
+            for (std::int64_t c = 0; c < Cg; ++c)
+                for (std::int64_t h = 0; h < H; ++h)
+                    std::copy(xg + (c * H + h) * W, xg + (c * H + h + 1) * W, padded.data() + (c * Hp + h + PH) * Wp + PW);
+            for (std::int64_t c = 0, k = 0; c < Cg; ++c)
+                for (std::int64_t kh = 0; kh < KH; ++kh)
+                    for (std::int64_t kw = 0; kw < KW; ++kw, ++k)
+                        rows[std::size_t(k)] = padded.data() + c * Hp * Wp + kh * DH * Wp + kw * DW;
+            const float* wg = w + g * Mg * K;
+            wide_gemm::RowsOfB b;
+            b.rows = rows.data();
+            const std::int64_t block = 512, blocks = (N + block - 1) / block;
+            ctx.parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
+                for (std::int64_t blk = b0; blk < b1; ++blk) {
+                    const std::int64_t n0 = blk * block;
+                    wide_gemm::gemm_rows(wg, K, b.shifted(n0), out.data() + n0, N, Mg, std::min(block, N - n0), K);
+                }
+            });
+            float* yg = y + (nb * s.M + g * Mg) * OH * OW;
+            ctx.parallel_for(Mg, 4, [&](std::int64_t m0, std::int64_t m1) {
+                for (std::int64_t m = m0; m < m1; ++m) {
+                    const float bv = bias ? bias[g * Mg + m] : 0.f;
+                    for (std::int64_t oh = 0; oh < OH; ++oh) {
+                        const float* src = out.data() + m * N + oh * Wp;
+                        float* dst = yg + (m * OH + oh) * OW;
+                        for (std::int64_t ow = 0; ow < OW; ++ow) dst[ow] = std::min(ep.hi, std::max(ep.lo, src[ow] + bv));
+                    }
+                }
+            });
+        }
+}
+#endif
+
 /// y = conv(x, w) + bias, then the epilogue clamp; NCHW float.
 inline void conv_float(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
                        const Epilogue& ep, const ExecContext& ctx) {
@@ -267,6 +319,13 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
         depthwise_conv2d(x, w, bias, y, s, ep, ctx);
         return;
     }
+#if BPUQ_HAS_VECTOR_EXTENSIONS
+    if (s.in.size() == 2 && s.g.strides[0] == 1 && s.g.strides[1] == 1 && s.kernel_size() > 1 &&
+        wide_gemm::suits(s.g.out[0] * s.g.out[1], K)) {
+        conv2d_stride1_shifted(x, w, bias, y, s, ep, ctx);
+        return;
+    }
+#endif
     bool pointwise = s.kernel_size() == 1;
     for (std::size_t i = 0; i < s.in.size(); ++i)
         pointwise = pointwise && s.g.strides[i] == 1 && s.g.pads[i] == 0 && s.g.pads[i + s.in.size()] == 0;
