@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/bpuq_ops.hpp"
 #include "ops/common.hpp"
 #include "ops/conv.hpp"
 #include "ops/elementwise.hpp"
@@ -95,7 +96,20 @@ inline std::string supported_op_list() {
 }
 
 /// The schema for a node, or nullptr.
+/// bpuq's own operators (domain ai.bpuq), used in calibrated models.
+inline const std::vector<OpSchema>& bpuq_op_schemas() {
+    static const std::vector<OpSchema> table = {
+        {"Calibration", 1, ops::infer_calibration, ops::run_calibration},
+    };
+    return table;
+}
+
 inline const OpSchema* find_op(const std::string& domain, const std::string& op_type) {
+    if (domain == kBpuqDomain) {
+        for (const auto& o : bpuq_op_schemas())
+            if (op_type == o.op_type) return &o;
+        return nullptr;
+    }
     if (!(domain.empty() || domain == "ai.onnx")) return nullptr;
     for (const auto& o : op_schemas())
         if (op_type == o.op_type) return &o;

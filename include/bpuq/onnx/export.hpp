@@ -60,6 +60,14 @@ inline ::onnx::ModelProto export_model(const graph::Graph& g) {
     auto* op = m.add_opset_import();
     op->set_domain("");
     op->set_version(g.opset);
+    std::set<std::string> domains;  // custom domains used by nodes (ai.bpuq in calibrated models)
+    for (const auto& n : g.nodes)
+        if (!n.domain.empty() && n.domain != "ai.onnx") domains.insert(n.domain);
+    for (const auto& d : domains) {
+        auto* extra = m.add_opset_import();
+        extra->set_domain(d);
+        extra->set_version(1);
+    }
     auto* gp = m.mutable_graph();
     gp->set_name(g.name.empty() ? "bpuq_graph" : g.name);
     for (const auto& kv : g.initializers) *gp->add_initializer() = tensor_to_proto(kv.second, kv.first);

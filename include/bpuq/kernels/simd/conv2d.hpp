@@ -1,0 +1,922 @@
+// SIMD convolution and GEMM: weights packed once, register-blocked vpmaddwd micro-kernels, threads.
+//
+// Terminology: a *tile* is MR output pixels of one output row times one *block* of 16 output
+// channels; its 2 x MR accumulator registers hold 8 channels each. K, the reduction, runs over
+// the taps of the kernel window and, inside a tap, over *pairs* of input channels.
+//
+// Exactness: activations are widened to int16 as (q - zp_in) — padding becomes exactly 0 — and
+// weights to int16 at packing time; `vpmaddwd` multiplies int16 pairs into an exact int32 pair
+// sum (|sum| <= 2 * 32768 * 32767 < 2^31). int8 layers accumulate in int32 (guaranteed by the
+// 65536-term limit of Conv2dGeometry::validate). int16 layers accumulate in int32 when the
+// packed weights prove |acc| < 2^31 (32768 * sum |w| per output channel), else in chunks of at
+// most 255 pairs per int32 partial that are added into int64. The output stage is the reference
+// one, vectorized with per-lane multipliers and variable shifts; it equals
+// reference::conv2d bit for bit (tests/kernels/test_simd_conv.cpp).
+//
+// Weight layout (PackedConvWeights::data, int16):
+//   dense:     [group][block of 16 out channels][tap][input-channel pair][16 channels][2]
+//   depthwise: [block of 16 channels][tap pair][16 channels][2 taps]
+// Channels beyond C_out and the odd input channel or tap that completes a pair are zero.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "../context.hpp"
+#include "../params.hpp"
+#include "../reference/conv2d.hpp"
+#include "../reference/gemm.hpp"
+#include "arch.hpp"
+
+BPUQ_NAMESPACE_BEGIN
+namespace simd {
+
+/// Convolution weights rearranged for the SIMD kernels; built once when a model is loaded.
+struct PackedConvWeights {
+    Conv2dGeometry geometry;          // the geometry the weights were packed for (spatial sizes ignored)
+    bool depthwise = false;
+    int cpairs = 0;                   // input-channel pairs per tap (dense)
+    int blocks_per_group = 0;         // 16-channel output blocks per group
+    int taps = 0;                     // kernel_h * kernel_w
+    int tap_pairs = 0;                // depthwise: ceil(taps / 2)
+    std::int32_t weight_zero_point = 0;
+    std::int64_t max_abs_weight_sum = 0;  // max over output channels of sum |w - zp_w|
+    std::int64_t max_abs_weight = 0;      // max |w - zp_w|
+    std::vector<std::int16_t> data;
+    std::vector<std::int16_t> ohwi;   // the original weights (minus zp_w), for the scalar fallback
+    // AVX-512 VNNI u8 x s8 layout (dense, weights in int8):
+    //   [group][block of 32 out channels][tap][quad of input channels][32 channels][4]
+    std::vector<std::int8_t> data_s8;
+    int quads = 0;                    // input-channel quads per tap
+    int blocks32_per_group = 0;
+    std::vector<std::int32_t> weight_sum;  // per output channel: sum of w (the u8 offset's compensation)
+    std::vector<std::int64_t> tap_abs_sum;  // per tap: max over output channels of sum_ci |w|
+    // depthwise, AVX-512 VNNI: [block of 16 channels][tap][16] dwords (w, 0) so that vpdpwssd on a
+    // sign-extended activation dword multiplies by w and adds 0 * (sign bits)
+    std::vector<std::int32_t> dw_dwords;
+
+    static constexpr int kBlock = 16;
+
+    /// Packs OHWI weights (int8 or int16) with zero point `zp_w` (0 for symmetric weights; a
+    /// MatMul's second activation may have one). Spatial input sizes of `g` are not used.
+    template <class TW>
+    static PackedConvWeights pack(const Conv2dGeometry& g, const TW* weights, std::int32_t zp_w = 0) {
+        static_assert(is_activation_type<TW>, "bpuq: conv weights are int8 or int16");
+        g.validate();
+        PackedConvWeights p;
+        p.geometry = g;
+        p.weight_zero_point = zp_w;
+        p.taps = g.kernel_h * g.kernel_w;
+        p.depthwise = g.groups > 1 && g.in_c_per_group() == 1 && g.out_c_per_group() == 1;
+        const int cig = g.in_c_per_group(), cog = g.out_c_per_group();
+        p.ohwi.resize(static_cast<std::size_t>(g.weight_size()));
+        for (std::size_t i = 0; i < p.ohwi.size(); ++i) {
+            const std::int32_t v = std::int32_t(weights[i]) - zp_w;
+            BPUQ_CHECK(v >= -32768 && v <= 32767, "kernels.weights",
+                       "weight " + std::to_string(weights[i]) + " minus its zero point " + std::to_string(zp_w) +
+                           " does not fit int16");
+            p.ohwi[i] = static_cast<std::int16_t>(v);
+        }
+        auto w_at = [&](int co, int tap, int ci) -> std::int16_t {
+            return p.ohwi[(static_cast<std::size_t>(co) * p.taps + tap) * cig + ci];
+        };
+        p.tap_abs_sum.assign(static_cast<std::size_t>(p.taps), 0);
+        for (int co = 0; co < g.out_c; ++co)
+            for (int t = 0; t < p.taps; ++t) {
+                std::int64_t s = 0;
+                for (int ci = 0; ci < cig; ++ci) s += std::abs(int(w_at(co, t, ci)));
+                p.tap_abs_sum[static_cast<std::size_t>(t)] = std::max(p.tap_abs_sum[static_cast<std::size_t>(t)], s);
+            }
+        for (int co = 0; co < g.out_c; ++co) {
+            std::int64_t s = 0;
+            for (int t = 0; t < p.taps; ++t)
+                for (int ci = 0; ci < cig; ++ci) {
+                    s += std::abs(int(w_at(co, t, ci)));
+                    p.max_abs_weight = std::max<std::int64_t>(p.max_abs_weight, std::abs(int(w_at(co, t, ci))));
+                }
+            p.max_abs_weight_sum = std::max(p.max_abs_weight_sum, s);
+        }
+        if (p.depthwise) {
+            const int blocks = (g.out_c + kBlock - 1) / kBlock;
+            p.tap_pairs = (p.taps + 1) / 2;
+            p.data.assign(static_cast<std::size_t>(blocks) * p.tap_pairs * kBlock * 2, 0);
+            for (int b = 0; b < blocks; ++b)
+                for (int tp = 0; tp < p.tap_pairs; ++tp)
+                    for (int j = 0; j < kBlock; ++j)
+                        for (int h = 0; h < 2; ++h) {
+                            const int c = b * kBlock + j, t = 2 * tp + h;
+                            if (c < g.out_c && t < p.taps)
+                                p.data[((static_cast<std::size_t>(b) * p.tap_pairs + tp) * kBlock + j) * 2 + h] = w_at(c, t, 0);
+                        }
+            p.dw_dwords.assign(static_cast<std::size_t>(blocks) * p.taps * kBlock, 0);
+            p.weight_sum.assign(static_cast<std::size_t>(g.out_c), 0);
+            for (int c = 0; c < g.out_c; ++c)
+                for (int t = 0; t < p.taps; ++t) {
+                    p.dw_dwords[(static_cast<std::size_t>(c / kBlock) * p.taps + t) * kBlock + c % kBlock] =
+                        static_cast<std::int32_t>(static_cast<std::uint16_t>(w_at(c, t, 0)));
+                    p.weight_sum[static_cast<std::size_t>(c)] += w_at(c, t, 0);
+                }
+            return p;
+        }
+        p.cpairs = (cig + 1) / 2;
+        p.blocks_per_group = (cog + kBlock - 1) / kBlock;
+        p.data.assign(static_cast<std::size_t>(g.groups) * p.blocks_per_group * p.taps * p.cpairs * kBlock * 2, 0);
+        std::size_t i = 0;
+        for (int grp = 0; grp < g.groups; ++grp)
+            for (int b = 0; b < p.blocks_per_group; ++b)
+                for (int t = 0; t < p.taps; ++t)
+                    for (int cp = 0; cp < p.cpairs; ++cp)
+                        for (int j = 0; j < kBlock; ++j)
+                            for (int h = 0; h < 2; ++h, ++i) {
+                                const int co_in_group = b * kBlock + j, ci = 2 * cp + h;
+                                if (co_in_group < cog && ci < cig) p.data[i] = w_at(grp * cog + co_in_group, t, ci);
+                            }
+        const bool fits_s8 = std::all_of(p.ohwi.begin(), p.ohwi.end(), [](std::int16_t v) { return v >= -128 && v <= 127; });
+        if (fits_s8) {
+            p.quads = (cig + 3) / 4;
+            p.blocks32_per_group = (cog + 31) / 32;
+            p.data_s8.assign(static_cast<std::size_t>(g.groups) * p.blocks32_per_group * p.taps * p.quads * 32 * 4, 0);
+            std::size_t j = 0;
+            for (int grp = 0; grp < g.groups; ++grp)
+                for (int b = 0; b < p.blocks32_per_group; ++b)
+                    for (int t = 0; t < p.taps; ++t)
+                        for (int q = 0; q < p.quads; ++q)
+                            for (int c = 0; c < 32; ++c)
+                                for (int h = 0; h < 4; ++h, ++j) {
+                                    const int co_in_group = b * 32 + c, ci = 4 * q + h;
+                                    if (co_in_group < cog && ci < cig)
+                                        p.data_s8[j] = static_cast<std::int8_t>(w_at(grp * cog + co_in_group, t, ci));
+                                }
+            p.weight_sum.assign(static_cast<std::size_t>(g.out_c), 0);
+            for (int co = 0; co < g.out_c; ++co)
+                for (int t = 0; t < p.taps; ++t)
+                    for (int ci = 0; ci < cig; ++ci) p.weight_sum[static_cast<std::size_t>(co)] += w_at(co, t, ci);
+        }
+        return p;
+    }
+
+    /// Same weights for a matching geometry (only spatial sizes and batch may differ).
+    bool matches(const Conv2dGeometry& g) const noexcept {
+        const Conv2dGeometry& w = geometry;
+        return w.in_c == g.in_c && w.out_c == g.out_c && w.kernel_h == g.kernel_h && w.kernel_w == g.kernel_w &&
+               w.groups == g.groups;
+    }
+};
+
+/// GEMM weights [N][K] are 1x1-convolution weights with C_in = K, C_out = N.
+template <class TB>
+inline PackedConvWeights pack_gemm_weights(int n, int k, const TB* b, std::int32_t zp_b = 0) {
+    Conv2dGeometry g;
+    g.in_c = k;
+    g.out_c = n;
+    return PackedConvWeights::pack(g, b, zp_b);
+}
+
+namespace detail {
+
+#if BPUQ_SIMD_HAS_AVX2
+
+/// Per-channel constants of the output stage, in the lane order of the int64 steps: for every
+/// 8 channels, the even channels' values then the odd channels' values.
+struct OutputConstants {
+    std::vector<std::int32_t> bias;        // per channel
+    std::vector<std::int64_t> multiplier;  // [8-block][even 4, odd 4]
+    std::vector<std::int64_t> shift, offset_bias, unoffset;
+    // the same per 16 channels (AVX-512): [16-block][even 8, odd 8]; half = 2^(t-1)
+    std::vector<std::int64_t> multiplier16, shift16, half16;
+    std::int64_t low = 0, high = 0;        // clamp of the scaled value, before + zp
+    std::int32_t zero_point = 0;
+    bool half_to_even = false;
+
+    /// Virtual channel v = group * padded_per_group + j stands for real channel
+    /// group * per_group + j (j < per_group); padded_per_group is a multiple of 16.
+    template <class Round>
+    OutputConstants(const Requantization& rq, int groups, int per_group, int padded_per_group, Round) {
+        const std::size_t padded = static_cast<std::size_t>(groups) * static_cast<std::size_t>(padded_per_group);
+        bias.assign(padded, 0);
+        multiplier.assign(padded, 0);
+        shift.assign(padded, 31);
+        offset_bias.assign(padded, 0);
+        unoffset.assign(padded, 0);
+        multiplier16.assign(padded, 0);
+        shift16.assign(padded, 31);
+        half16.assign(padded, std::int64_t(1) << 30);
+        for (std::size_t v = 0; v < padded; ++v) {
+            const int grp = static_cast<int>(v / static_cast<std::size_t>(padded_per_group));
+            const int j = static_cast<int>(v % static_cast<std::size_t>(padded_per_group));
+            const bool real = j < per_group;
+            const std::size_t c = static_cast<std::size_t>(grp * per_group + std::min(j, per_group - 1));
+            const QuantizedMultiplier& qm = rq.multiplier(c);
+            const int t = qm.total_right_shift();
+            const std::size_t slot = v / 8 * 8 + (v % 2) * 4 + (v % 8) / 2;
+            bias[v] = real ? rq.bias_of(c) : 0;
+            multiplier[slot] = qm.multiplier;
+            shift[slot] = t;
+            offset_bias[slot] = (std::int64_t(1) << 62) + (std::int64_t(1) << (t - 1));
+            unoffset[slot] = std::int64_t(1) << (62 - t);
+            const std::size_t slot16 = v / 16 * 16 + (v % 2) * 8 + (v % 16) / 2;
+            multiplier16[slot16] = qm.multiplier;
+            shift16[slot16] = t;
+            half16[slot16] = std::int64_t(1) << (t - 1);
+        }
+        // the pipeline saturates the scaled value to int32, adds zp and clamps to [lo, hi]:
+        // one clamp to [clamp(INT32_MIN, lo-zp, hi-zp), clamp(INT32_MAX, lo-zp, hi-zp)]
+        const std::int64_t lo = std::int64_t(rq.lo) - rq.zero_point, hi = std::int64_t(rq.hi) - rq.zero_point;
+        low = clamp_value<std::int64_t>(std::numeric_limits<std::int32_t>::min(), lo, hi);
+        high = clamp_value<std::int64_t>(std::numeric_limits<std::int32_t>::max(), lo, hi);
+        zero_point = rq.zero_point;
+        half_to_even = std::is_same<Round, RoundHalfToEven>::value;
+    }
+};
+
+inline __m256i load256(const void* p) noexcept { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+/// round((x + bias) * m / 2^t), clamped, + zp on 8 int32 lanes (channels c0 .. c0 + 7).
+template <bool HalfToEven>
+inline __m256i output_stage8(__m256i acc, const OutputConstants& k, int c0) noexcept {
+    const __m256i x = _mm256_add_epi32(acc, load256(&k.bias[static_cast<std::size_t>(c0)]));
+    const __m256i low = _mm256_set1_epi64x(k.low), high = _mm256_set1_epi64x(k.high), one = _mm256_set1_epi64x(1);
+    __m256i r[2];
+    for (int h = 0; h < 2; ++h) {
+        const std::size_t s = static_cast<std::size_t>(c0 + 4 * h);
+        const __m256i src = h == 0 ? x : _mm256_srli_epi64(x, 32);
+        const __m256i shift = load256(&k.shift[s]);
+        const __m256i p = _mm256_mul_epi32(src, load256(&k.multiplier[s]));
+        __m256i biased = _mm256_add_epi64(p, load256(&k.offset_bias[s]));
+        if (HalfToEven)
+            biased = _mm256_add_epi64(_mm256_sub_epi64(biased, one), _mm256_and_si256(_mm256_srlv_epi64(p, shift), one));
+        else
+            biased = _mm256_add_epi64(biased, _mm256_cmpgt_epi64(_mm256_setzero_si256(), p));
+        __m256i v = _mm256_sub_epi64(_mm256_srlv_epi64(biased, shift), load256(&k.unoffset[s]));
+        v = _mm256_blendv_epi8(v, low, _mm256_cmpgt_epi64(low, v));
+        v = _mm256_blendv_epi8(v, high, _mm256_cmpgt_epi64(v, high));
+        r[h] = v;
+    }
+    return _mm256_add_epi32(_mm256_blend_epi32(r[0], _mm256_slli_epi64(r[1], 32), 0xaa),
+                            _mm256_set1_epi32(k.zero_point));
+}
+
+/// Stores 16 int32 lanes (already within [lo, hi]) as TOut with saturate_cast semantics.
+template <class TOut>
+inline void store16(TOut* out, __m256i a, __m256i b, int count) noexcept {
+    alignas(32) TOut tmp[16];
+    TOut* dst = count == 16 ? out : tmp;
+    if constexpr (std::is_same<TOut, std::int32_t>::value) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), a);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8), b);
+    } else {
+        const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8);  // 16 int16, in order
+        if constexpr (std::is_same<TOut, std::int16_t>::value) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), w);
+        } else {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                             _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+        }
+    }
+    if (count != 16) std::memcpy(out, tmp, static_cast<std::size_t>(count) * sizeof(TOut));
+}
+
+/// MR pixels x 16 channels: acc[m] += sum over taps and pairs of in(m, tap, pair) . w(tap, pair).
+/// `in` points at the first pixel's window origin; pixel m starts pixel_stride elements later;
+/// tap t adds tap_offset[t]. Weights are read sequentially (32 int16 per pair).
+template <int MR>
+inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
+                       int pair_begin, int pair_end, const std::int16_t* w, __m256i (&acc)[6][2]) noexcept {
+    __m256i r[MR][2];  // local accumulators: __m256i may alias anything (see vnni16_tile)
+    for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
+    for (int t = 0; t < taps; ++t) {
+        const std::int16_t* base = in + tap_offset[t] + 2 * pair_begin;
+        for (int p = pair_begin; p < pair_end; ++p, base += 2, w += 32) {
+            const __m256i w0 = load256(w), w1 = load256(w + 16);
+            for (int m = 0; m < MR; ++m) {
+                std::int32_t pair;
+                std::memcpy(&pair, base + m * pixel_stride, 4);
+                const __m256i a = _mm256_set1_epi32(pair);
+                r[m][0] = _mm256_add_epi32(r[m][0], _mm256_madd_epi16(a, w0));
+                r[m][1] = _mm256_add_epi32(r[m][1], _mm256_madd_epi16(a, w1));
+            }
+        }
+    }
+    for (int m = 0; m < MR; ++m) acc[m][0] = r[m][0], acc[m][1] = r[m][1];
+}
+
+#endif  // BPUQ_SIMD_HAS_AVX2
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+/// MR pixels x 32 channels with vpdpbusd: acc[m][h] += sum of u8 activation quads . s8 weights.
+/// vpdpbusd adds its four u8 x s8 products to the int32 lane without intermediate saturation,
+/// so the sum is exact (unlike vpmaddubsw).
+template <int MR>
+inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
+                      int quads, const std::int8_t* w, __m512i (&acc)[8][2]) noexcept {
+    __m512i r[MR][2];  // local: see vnni16_tile
+    for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
+    for (int t = 0; t < taps; ++t) {
+        const std::uint8_t* base = in + tap_offset[t];
+        for (int q = 0; q < quads; ++q, base += 4, w += 128) {
+            const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
+            for (int m = 0; m < MR; ++m) {
+                std::int32_t quad;
+                std::memcpy(&quad, base + m * pixel_stride, 4);
+                const __m512i a = _mm512_set1_epi32(quad);
+                r[m][0] = _mm512_dpbusd_epi32(r[m][0], a, w0);
+                r[m][1] = _mm512_dpbusd_epi32(r[m][1], a, w1);
+            }
+        }
+    }
+    for (int m = 0; m < MR; ++m) acc[m][0] = r[m][0], acc[m][1] = r[m][1];
+}
+/// MR pixels x NB blocks of 16 channels with vpdpwssd on int16 pairs (exact while a pair sum
+/// fits int32, which conv2d checks), over taps [t0, t1).
+template <int MR, int NB>
+inline void vnni16_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int t0,
+                        int t1, int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
+    // local accumulators: __m512i may alias anything, so updating acc[][] in place would force a
+    // store after every instruction
+    __m512i r[MR][NB];
+    for (int m = 0; m < MR; ++m)
+        for (int h = 0; h < NB; ++h) r[m][h] = acc[m][h];
+    for (int t = t0; t < t1; ++t) {
+        const std::int16_t* base = in + tap_offset[t];
+        const std::int16_t* wa = w0 + static_cast<std::size_t>(t) * cpairs * 32;
+        const std::int16_t* wb = NB == 2 ? w1 + static_cast<std::size_t>(t) * cpairs * 32 : wa;
+        for (int p = 0; p < cpairs; ++p, base += 2, wa += 32, wb += 32) {
+            const __m512i W0 = _mm512_loadu_si512(wa);
+            const __m512i W1 = NB == 2 ? _mm512_loadu_si512(wb) : W0;
+            for (int m = 0; m < MR; ++m) {
+                std::int32_t pair;
+                std::memcpy(&pair, base + m * pixel_stride, 4);
+                const __m512i a = _mm512_set1_epi32(pair);
+                r[m][0] = _mm512_dpwssd_epi32(r[m][0], a, W0);
+                if (NB == 2) r[m][NB - 1] = _mm512_dpwssd_epi32(r[m][NB - 1], a, W1);
+            }
+        }
+    }
+    for (int m = 0; m < MR; ++m)
+        for (int h = 0; h < NB; ++h) acc[m][h] = r[m][h];
+}
+
+template <int NB>
+inline void vnni16_tile_any(int mr, const std::int16_t* in, std::ptrdiff_t ps, const std::ptrdiff_t* toff, int t0, int t1,
+                            int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
+    switch (mr) {
+        case 8: vnni16_tile<8, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 7: vnni16_tile<7, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 6: vnni16_tile<6, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 5: vnni16_tile<5, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 4: vnni16_tile<4, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 3: vnni16_tile<3, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        case 2: vnni16_tile<2, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+        default: vnni16_tile<1, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+    }
+}
+
+/// The output stage on 16 int32 lanes (channels v0 .. v0 + 15) with AVX-512's 64-bit
+/// arithmetic shifts and min/max: the same formula as output_stage8, fewer instructions.
+template <bool HalfToEven>
+inline __m512i output_stage16(__m512i acc, const OutputConstants& k, int v0) noexcept {
+    const __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(&k.bias[static_cast<std::size_t>(v0)]));
+    const __m512i low = _mm512_set1_epi64(k.low), high = _mm512_set1_epi64(k.high), one = _mm512_set1_epi64(1);
+    __m512i r[2];
+    for (int h = 0; h < 2; ++h) {
+        const std::size_t s = static_cast<std::size_t>(v0 + 8 * h);
+        const __m512i src = h == 0 ? x : _mm512_srli_epi64(x, 32);
+        const __m512i shift = _mm512_loadu_si512(&k.shift16[s]);
+        const __m512i p = _mm512_mul_epi32(src, _mm512_loadu_si512(&k.multiplier16[s]));
+        __m512i biased = _mm512_add_epi64(p, _mm512_loadu_si512(&k.half16[s]));  // |p| < 2^62: no overflow
+        if (HalfToEven)
+            biased = _mm512_add_epi64(_mm512_sub_epi64(biased, one), _mm512_and_si512(_mm512_srlv_epi64(p, shift), one));
+        else
+            biased = _mm512_add_epi64(biased, _mm512_srai_epi64(p, 63));
+        r[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(biased, shift), low), high);
+    }
+    return _mm512_add_epi32(_mm512_mask_blend_epi32(0xaaaa, r[0], _mm512_slli_epi64(r[1], 32)),
+                            _mm512_set1_epi32(k.zero_point));
+}
+
+/// Stores `count` <= 16 int32 lanes as TOut with saturate_cast semantics (masked tail).
+template <class TOut>
+inline void store16_avx512(TOut* out, __m512i v, int count) noexcept {
+    const __mmask16 mask = static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << count) - 1u);
+    if constexpr (std::is_same<TOut, std::int32_t>::value) {
+        _mm512_mask_storeu_epi32(out, mask, v);
+    } else if constexpr (std::is_same<TOut, std::int16_t>::value) {
+        _mm256_mask_storeu_epi16(out, mask, _mm512_cvtsepi32_epi16(v));
+    } else {
+        _mm_mask_storeu_epi8(out, mask, _mm512_cvtsepi32_epi8(v));
+    }
+}
+#endif  // BPUQ_SIMD_HAS_AVX512_VNNI
+
+/// int8 activations as u8 = q + 128, padded (space and channels) with zp + 128, i.e. a real 0:
+/// [N][H + pads][W + pads][groups][4 * quads].
+template <class TIn>
+inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int quads,
+                              std::vector<std::uint8_t>& buf, int& hp, int& wp, int& cstride) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const int cig = g.in_c_per_group();
+    cstride = g.groups * 4 * quads;
+    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride + 64, static_cast<std::uint8_t>(zp + 128));
+    for (int n = 0; n < g.batch; ++n)
+        for (int y = 0; y < g.in_h; ++y)
+            for (int x = 0; x < g.in_w; ++x) {
+                const TIn* src = input + ((std::int64_t(n) * g.in_h + y) * g.in_w + x) * g.in_c;
+                std::uint8_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + x + g.pad_left) * cstride;
+                if (g.groups == 1) {  // contiguous: vectorizes
+                    for (int c = 0; c < cig; ++c) dst[c] = static_cast<std::uint8_t>(std::int32_t(src[c]) + 128);
+                    continue;
+                }
+                for (int grp = 0; grp < g.groups; ++grp)
+                    for (int c = 0; c < cig; ++c)
+                        dst[grp * 4 * quads + c] = static_cast<std::uint8_t>(std::int32_t(src[grp * cig + c]) + 128);
+            }
+}
+
+/// Depthwise input: NHWC copy of the raw activations with `fill` in the spatial padding and a
+/// 64-element tail, so that 16-channel loads never leave the buffer.
+template <class TIn, class TBuf>
+inline void pad_plain(const Conv2dGeometry& g, const TIn* input, TBuf fill, std::int32_t subtract, std::vector<TBuf>& buf,
+                      int& hp, int& wp) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const int C = g.in_c;
+    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * C + 64, fill);
+    for (int n = 0; n < g.batch; ++n)
+        for (int y = 0; y < g.in_h; ++y) {
+            const TIn* src = input + (std::int64_t(n) * g.in_h + y) * g.in_w * C;
+            TBuf* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + g.pad_left) * C;
+            for (std::int64_t i = 0, e = std::int64_t(g.in_w) * C; i < e; ++i)
+                dst[i] = static_cast<TBuf>(std::int32_t(src[i]) - subtract);
+        }
+}
+
+/// Activations widened to int16 as (q - zp), spatially zero-padded, each group's channels
+/// padded to an even count: [N][H + pads][W + pads][groups][2 * cpairs].
+template <class TIn>
+inline void widen_and_pad(const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int cpairs_padded,
+                          std::vector<std::int16_t>& buf, int& hp, int& wp, int& cstride) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const int cig = g.in_c_per_group();
+    cstride = g.groups * 2 * cpairs_padded;
+    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride, 0);
+    for (int n = 0; n < g.batch; ++n)
+        for (int y = 0; y < g.in_h; ++y)
+            for (int x = 0; x < g.in_w; ++x) {
+                const TIn* src = input + ((std::int64_t(n) * g.in_h + y) * g.in_w + x) * g.in_c;
+                std::int16_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + x + g.pad_left) * cstride;
+                if (cig % 2 == 0 && g.groups == 1) {
+                    for (int c = 0; c < g.in_c; ++c) dst[c] = static_cast<std::int16_t>(std::int32_t(src[c]) - zp);
+                } else {
+                    for (int grp = 0; grp < g.groups; ++grp)
+                        for (int c = 0; c < cig; ++c)
+                            dst[grp * 2 * cpairs_padded + c] = static_cast<std::int16_t>(std::int32_t(src[grp * cig + c]) - zp);
+                }
+            }
+}
+
+}  // namespace detail
+
+/// Convolution over NHWC with packed weights; bit-identical to reference::conv2d.
+/// AVX2 (and wider) run the SIMD kernels; other architectures, int16 inputs with a non-zero
+/// zero point, and weights whose (w - zp_w) needs more than int16 run the scalar reference.
+template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TIn, class TOut>
+inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn* input, std::int32_t input_zero_point,
+                   const PackedConvWeights& w, const Requantization& rq, TOut* output) {
+    static_assert(is_activation_type<TIn>, "bpuq: conv2d takes int8/int16 inputs");
+    static_assert(is_output_type<TOut>, "bpuq: conv2d writes int8, int16 or int32");
+    g.validate();
+    BPUQ_CHECK(w.matches(g), "kernels.conv",
+               g.to_string() + ": the packed weights were made for " + w.geometry.to_string());
+    // Largest |q - zp_in| the activations can reach; it bounds every pair sum and partial sum.
+    const std::int64_t max_abs_input =
+        sizeof(TIn) == 2 ? 32768 : std::max<std::int64_t>(std::abs(-128 - input_zero_point), std::abs(127 - input_zero_point));
+    constexpr std::int64_t kInt32Max = std::numeric_limits<std::int32_t>::max();
+    // vpmaddwd is exact while one pair sum fits int32 (fails only for (-32768)^2 * 2)
+    const bool pair_exact = 2 * max_abs_input * w.max_abs_weight <= kInt32Max;
+    const bool simd_ok = static_cast<int>(simd_level<Arch>) >= static_cast<int>(Level::avx2) && pair_exact && (sizeof(TIn) == 1 || input_zero_point == 0) &&
+                         input_zero_point >= -128 && input_zero_point <= 127;
+    // int32 accumulation is exact when no partial sum can leave int32; else int64 over chunks
+    // (acc + bias is formed in int32 by the vector output stage, so the bias counts too)
+    std::int64_t max_abs_bias = 0;
+    for (int c = 0; rq.bias && c < g.out_c; ++c)
+        max_abs_bias = std::max<std::int64_t>(max_abs_bias, std::abs(std::int64_t(rq.bias[c])));
+    const bool wide = max_abs_input * w.max_abs_weight_sum + max_abs_bias > kInt32Max;
+    if (!simd_ok || (wide && w.depthwise)) {
+        reference::conv2d<Round>(g, input, input_zero_point, w.ohwi.data(), rq, output);
+        return;
+    }
+#if BPUQ_SIMD_HAS_AVX2
+    constexpr int B = PackedConvWeights::kBlock;
+    const int oh = g.out_h(), ow = g.out_w();
+    const int padded_per_group =
+        w.depthwise ? (g.out_c + B - 1) / B * B : w.blocks_per_group * B;
+    const detail::OutputConstants k(rq, w.depthwise ? 1 : g.groups, w.depthwise ? g.out_c : g.out_c_per_group(),
+                                    padded_per_group, Round{});
+    // pairs per int32 partial in the wide path: 255 for int16 x int8, 1 for int16 x int16
+    const int chunk_pairs = static_cast<int>(std::max<std::int64_t>(
+        1, std::min<std::int64_t>(1 << 20, kInt32Max / std::max<std::int64_t>(1, 2 * max_abs_input * w.max_abs_weight))));
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    if (w.depthwise && simd_level<Arch> == Level::avx512_vnni) {
+        // ---- depthwise, AVX-512 VNNI: 16 channels per vpdpwssd on sign-extended activations;
+        //      int8 keeps the raw q (padding = zp) and removes zp * sum w through the bias ----
+        const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
+        std::vector<std::int32_t> bias(static_cast<std::size_t>(C));
+        for (int c = 0; c < C; ++c)
+            bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
+                static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
+                static_cast<std::uint32_t>(std::int64_t(input_zero_point) * w.weight_sum[static_cast<std::size_t>(c)]));
+        Requantization rq_dw = rq;
+        rq_dw.bias = bias.data();
+        const detail::OutputConstants kd(rq_dw, 1, C, blocks * B, Round{});
+        std::vector<TIn> buf;
+        int hp, wp;
+        detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
+        std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+        for (int t = 0; t < taps; ++t)
+            tap_off[static_cast<std::size_t>(t)] =
+                (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
+        parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t item = r0; item < r1; ++item) {
+                const std::int64_t r = item / blocks;
+                const int b = static_cast<int>(item % blocks);
+                const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
+                const int c0 = b * B, count = std::min(B, C - c0);
+                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
+                const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
+                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                for (int ox = 0; ox < ow; ++ox) {
+                    const TIn* origin = row + std::ptrdiff_t(ox) * g.stride_w * C;
+                    __m512i acc = _mm512_setzero_si512();
+                    for (int t = 0; t < taps; ++t) {
+                        const TIn* src = origin + tap_off[static_cast<std::size_t>(t)];
+                        const __m512i a =
+                            sizeof(TIn) == 1 ? _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)))
+                                             : _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+                        acc = _mm512_dpwssd_epi32(acc, a, _mm512_loadu_si512(wv + t * B));
+                    }
+                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c,
+                                           kd.half_to_even ? detail::output_stage16<true>(acc, kd, c0)
+                                                           : detail::output_stage16<false>(acc, kd, c0),
+                                           count);
+                }
+            }
+        });
+        return;
+    }
+#endif
+    if (w.depthwise) {
+        // ---- depthwise: 16 channels per step, taps in pairs interleaved for vpmaddwd ----
+        std::vector<std::int16_t> plain;
+        int hp, wp;
+        detail::pad_plain(g, input, std::int16_t(0), input_zero_point, plain, hp, wp);
+        const int C = g.in_c;
+        const int taps = w.taps, tap_pairs = w.tap_pairs, blocks = (C + B - 1) / B;
+        std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(2 * tap_pairs));
+        for (int t = 0; t < 2 * tap_pairs; ++t) {
+            const int tt = std::min(t, taps - 1);  // the padding tap reads a real tap, weight 0
+            tap_off[static_cast<std::size_t>(t)] =
+                (std::ptrdiff_t(tt / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(tt % g.kernel_w) * g.dilation_w) * C;
+        }
+        parallel_for(ctx, std::int64_t(g.batch) * oh, [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t r = r0; r < r1; ++r) {
+                const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
+                for (int b = 0; b < blocks; ++b) {
+                    const int c0 = b * B, count = std::min(B, C - c0);
+                    const std::int16_t* wb = w.data.data() + static_cast<std::size_t>(b) * tap_pairs * B * 2;
+                    for (int ox = 0; ox < ow; ++ox) {
+                        const std::int16_t* origin =
+                            plain.data() + ((std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp +
+                                            std::int64_t(ox) * g.stride_w) * C + c0;
+                        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+                        for (int tp = 0; tp < tap_pairs; ++tp) {
+                            const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(origin + tap_off[2 * tp]));
+                            const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(origin + tap_off[2 * tp + 1]));
+                            const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(origin + tap_off[2 * tp] + 8));
+                            const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(origin + tap_off[2 * tp + 1] + 8));
+                            const __m256i lo = _mm256_set_m128i(_mm_unpackhi_epi16(a0, a1), _mm_unpacklo_epi16(a0, a1));
+                            const __m256i hi = _mm256_set_m128i(_mm_unpackhi_epi16(b0, b1), _mm_unpacklo_epi16(b0, b1));
+                            const std::int16_t* wt = wb + static_cast<std::size_t>(tp) * B * 2;
+                            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(lo, detail::load256(wt)));
+                            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, detail::load256(wt + 16)));
+                        }
+                        TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + c0;
+                        if (k.half_to_even)
+                            detail::store16(out, detail::output_stage8<true>(acc0, k, c0),
+                                            detail::output_stage8<true>(acc1, k, c0 + 8), count);
+                        else
+                            detail::store16(out, detail::output_stage8<false>(acc0, k, c0),
+                                            detail::output_stage8<false>(acc1, k, c0 + 8), count);
+                    }
+                }
+            }
+        });
+        return;
+    }
+
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    if (simd_level<Arch> == Level::avx512_vnni && sizeof(TIn) == 1 && !w.depthwise && !w.data_s8.empty() && !wide) {
+        // ---- AVX-512 VNNI: u8 (q + 128) x s8 weights; the offset is removed through the bias:
+        //      sum (q - zp) w = sum (q + 128) w - (zp + 128) sum w ----
+        std::vector<std::int32_t> bias(static_cast<std::size_t>(g.out_c));
+        for (int c = 0; c < g.out_c; ++c)
+            bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
+                static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
+                static_cast<std::uint32_t>(std::int64_t(input_zero_point + 128) * w.weight_sum[static_cast<std::size_t>(c)]));
+        Requantization rq_u8 = rq;
+        rq_u8.bias = bias.data();
+        const detail::OutputConstants k8(rq_u8, g.groups, g.out_c_per_group(), w.blocks32_per_group * 32, Round{});
+        std::vector<std::uint8_t> buf;
+        int hp, wp, cs;
+        detail::offset_and_pad_u8(g, input, input_zero_point, w.quads, buf, hp, wp, cs);
+        const int taps = w.taps, quads = w.quads, cog = g.out_c_per_group();
+        std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+        for (int t = 0; t < taps; ++t)
+            tap_off[static_cast<std::size_t>(t)] =
+                (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
+        const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
+        const std::int64_t blocks = std::int64_t(g.groups) * w.blocks32_per_group;
+        const std::size_t block_weights = static_cast<std::size_t>(taps) * quads * 128;
+        parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
+            for (std::int64_t item = i0; item < i1; ++item) {
+                const std::int64_t row = item / blocks;
+                const int blk = static_cast<int>(item % blocks);
+                const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
+                const int grp = blk / w.blocks32_per_group, b = blk % w.blocks32_per_group;
+                const int co0 = grp * cog + b * 32, count = std::min(32, cog - b * 32);
+                const int v0 = blk * 32;
+                const std::int8_t* wb = w.data_s8.data() + static_cast<std::size_t>(blk) * block_weights;
+                const std::uint8_t* row_origin =
+                    buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 4 * quads;
+                for (int ox = 0; ox < ow; ox += 8) {
+                    const int mr = std::min(8, ow - ox);
+                    const std::uint8_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
+                    __m512i acc[8][2];
+                    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
+                    switch (mr) {
+                        case 8: detail::vnni_tile<8>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 7: detail::vnni_tile<7>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 6: detail::vnni_tile<6>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 5: detail::vnni_tile<5>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 4: detail::vnni_tile<4>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 3: detail::vnni_tile<3>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        case 2: detail::vnni_tile<2>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                        default: detail::vnni_tile<1>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
+                    }
+                    TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + co0;
+                    for (int m = 0; m < mr; ++m) {
+                        TOut* o = out + std::int64_t(m) * g.out_c;
+                        for (int h = 0; h < 2 && 16 * h < count; ++h) {
+                            const int vc = v0 + 16 * h, cnt = std::min(16, count - 16 * h);
+                            detail::store16_avx512(o + 16 * h,
+                                                   k8.half_to_even ? detail::output_stage16<true>(acc[m][h], k8, vc)
+                                                                   : detail::output_stage16<false>(acc[m][h], k8, vc),
+                                                   cnt);
+                        }
+                    }
+                }
+            }
+        });
+        return;
+    }
+#endif
+
+
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    // ---- AVX-512 VNNI, int16 activations: vpdpwssd on the int16 packing; taps are grouped into
+    //      chunks whose partial sums provably fit int32 (32768 * sum of the chunk's max
+    //      per-tap sum |w|), chunk partials added in int64 ----
+    if (simd_level<Arch> == Level::avx512_vnni && sizeof(TIn) == 2 && !w.depthwise) {
+        std::vector<int> chunk_start{0};
+        bool splittable = true;
+        {
+            std::int64_t run = 0;
+            for (int t = 0; t < w.taps; ++t) {
+                const std::int64_t tap = max_abs_input * w.tap_abs_sum[static_cast<std::size_t>(t)];
+                if (tap > kInt32Max) splittable = false;
+                if (run + tap > kInt32Max) {
+                    chunk_start.push_back(t);
+                    run = 0;
+                }
+                run += tap;
+            }
+            chunk_start.push_back(w.taps);
+        }
+        if (splittable) {
+            const bool single_chunk = chunk_start.size() == 2 && !wide;
+            std::vector<std::int16_t> buf;
+            int hp, wp, cs;
+            detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
+            const int taps = w.taps, cpairs = w.cpairs, cog = g.out_c_per_group(), bpg = w.blocks_per_group;
+            std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+            for (int t = 0; t < taps; ++t)
+                tap_off[static_cast<std::size_t>(t)] =
+                    (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
+            const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
+            const int pairs_per_group = (bpg + 1) / 2;
+            const std::int64_t items_per_row = std::int64_t(g.groups) * pairs_per_group;
+            const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
+            parallel_for(ctx, std::int64_t(g.batch) * oh * items_per_row, [&](std::int64_t i0, std::int64_t i1) {
+                std::vector<std::int64_t> sums(8 * 32);
+                for (std::int64_t item = i0; item < i1; ++item) {
+                    const std::int64_t row = item / items_per_row;
+                    const int grp = static_cast<int>(item % items_per_row) / pairs_per_group;
+                    const int b0 = 2 * (static_cast<int>(item % items_per_row) % pairs_per_group);
+                    const int nb = std::min(2, bpg - b0);
+                    const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
+                    const std::int16_t* w0 = w.data.data() + (static_cast<std::size_t>(grp) * bpg + b0) * block_weights;
+                    const std::int16_t* w1 = w0 + block_weights;
+                    const std::int16_t* row_origin =
+                        buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
+                    for (int ox = 0; ox < ow; ox += 8) {
+                        const int mr = std::min(8, ow - ox);
+                        const std::int16_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
+                        __m512i acc[8][2];
+                        if (!single_chunk) std::fill(sums.begin(), sums.end(), 0);
+                        for (std::size_t c = 0; c + 1 < chunk_start.size(); ++c) {
+                            for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
+                            if (nb == 2)
+                                detail::vnni16_tile_any<2>(mr, origin, pixel_stride, tap_off.data(), chunk_start[c],
+                                                           chunk_start[c + 1], cpairs, w0, w1, acc);
+                            else
+                                detail::vnni16_tile_any<1>(mr, origin, pixel_stride, tap_off.data(), chunk_start[c],
+                                                           chunk_start[c + 1], cpairs, w0, w1, acc);
+                            if (single_chunk) break;
+                            for (int m = 0; m < mr; ++m)
+                                for (int h = 0; h < nb; ++h) {
+                                    alignas(64) std::int32_t part[16];
+                                    _mm512_store_si512(part, acc[m][h]);
+                                    for (int j = 0; j < 16; ++j) sums[static_cast<std::size_t>((m * 2 + h) * 16 + j)] += part[j];
+                                }
+                        }
+                        for (int m = 0; m < mr; ++m)
+                            for (int h = 0; h < nb; ++h) {
+                                const int b = b0 + h, co0 = grp * cog + b * B, count = std::min(B, cog - b * B);
+                                const int v0 = (grp * bpg + b) * B;
+                                TOut* o = output + ((std::int64_t(n) * oh + oy) * ow + ox + m) * g.out_c + co0;
+                                __m512i v = acc[m][h];
+                                if (!single_chunk) {
+                                    const std::int64_t* sm = &sums[static_cast<std::size_t>((m * 2 + h) * 16)];
+                                    bool fits = true;
+                                    alignas(64) std::int32_t narrow[16];
+                                    for (int j = 0; j < 16; ++j) {
+                                        const std::int64_t wb = sm[j] + (j < count ? rq.bias_of(static_cast<std::size_t>(co0 + j)) : 0);
+                                        fits = fits && sm[j] >= std::numeric_limits<std::int32_t>::min() && sm[j] <= kInt32Max &&
+                                               wb >= std::numeric_limits<std::int32_t>::min() && wb <= kInt32Max;
+                                        narrow[j] = static_cast<std::int32_t>(sm[j]);
+                                    }
+                                    if (!fits) {
+                                        for (int j = 0; j < count; ++j)
+                                            o[j] = requantize_output<TOut, Round>(sm[j], rq, static_cast<std::size_t>(co0 + j));
+                                        continue;
+                                    }
+                                    v = _mm512_load_si512(narrow);
+                                }
+                                detail::store16_avx512(o, k.half_to_even ? detail::output_stage16<true>(v, k, v0)
+                                                                         : detail::output_stage16<false>(v, k, v0),
+                                                       count);
+                            }
+                    }
+                }
+            });
+            return;
+        }
+    }
+#endif
+
+    // ---- dense / grouped ----
+    std::vector<std::int16_t> buf;
+    int hp, wp, cs;
+    detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
+    const int taps = w.taps, cpairs = w.cpairs, cog = g.out_c_per_group();
+    std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+    for (int t = 0; t < taps; ++t)
+        tap_off[static_cast<std::size_t>(t)] =
+            (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
+    const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
+    const std::int64_t blocks = std::int64_t(g.groups) * w.blocks_per_group;
+    const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
+    // work item = (output row, channel block): rows outer so that threads split rows
+    parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
+        std::vector<std::int64_t> wide_acc(wide ? 6 * B : 0);
+        for (std::int64_t item = i0; item < i1; ++item) {
+            const std::int64_t row = item / blocks;
+            const int blk = static_cast<int>(item % blocks);
+            const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
+            const int grp = blk / w.blocks_per_group, b = blk % w.blocks_per_group;
+            const int co0 = grp * cog + b * B, count = std::min(B, cog - b * B);
+            const int v0 = blk * B;  // virtual channel of the output-stage constants
+            const std::int16_t* wb = w.data.data() + static_cast<std::size_t>(blk) * block_weights;
+            const std::int16_t* row_origin =
+                buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
+            for (int ox = 0; ox < ow; ox += 6) {
+                const int mr = std::min(6, ow - ox);
+                const std::int16_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
+                __m256i acc[6][2];
+                for (auto& a : acc) a[0] = a[1] = _mm256_setzero_si256();
+                auto run = [&](const std::ptrdiff_t* toff, int ntaps, int pb, int pe, const std::int16_t* wp_) {
+                    switch (mr) {
+                        case 6: detail::dense_tile<6>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        case 5: detail::dense_tile<5>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        case 4: detail::dense_tile<4>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        case 3: detail::dense_tile<3>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        case 2: detail::dense_tile<2>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                        default: detail::dense_tile<1>(origin, pixel_stride, toff, ntaps, pb, pe, wp_, acc); break;
+                    }
+                };
+                TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + co0;
+                if (!wide) {
+                    run(tap_off.data(), taps, 0, cpairs, wb);
+                    for (int m = 0; m < mr; ++m) {
+                        if (k.half_to_even)
+                            detail::store16(out + std::int64_t(m) * g.out_c, detail::output_stage8<true>(acc[m][0], k, v0),
+                                            detail::output_stage8<true>(acc[m][1], k, v0 + 8), count);
+                        else
+                            detail::store16(out + std::int64_t(m) * g.out_c, detail::output_stage8<false>(acc[m][0], k, v0),
+                                            detail::output_stage8<false>(acc[m][1], k, v0 + 8), count);
+                    }
+                    continue;
+                }
+                // int16 activations whose sums may leave int32: int32 partials over chunks of at
+                // most chunk_pairs pairs, accumulated in int64
+                std::fill(wide_acc.begin(), wide_acc.end(), 0);
+                auto spill = [&]() {
+                    for (int m = 0; m < mr; ++m) {
+                        alignas(32) std::int32_t part[16];
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(part), acc[m][0]);
+                        _mm256_store_si256(reinterpret_cast<__m256i*>(part + 8), acc[m][1]);
+                        for (int j = 0; j < B; ++j) wide_acc[static_cast<std::size_t>(m * B + j)] += part[j];
+                        acc[m][0] = acc[m][1] = _mm256_setzero_si256();
+                    }
+                };
+                if (cpairs <= chunk_pairs) {  // whole taps per int32 partial
+                    const int taps_per_chunk = chunk_pairs / cpairs;
+                    for (int t0 = 0; t0 < taps; t0 += taps_per_chunk) {
+                        run(&tap_off[static_cast<std::size_t>(t0)], std::min(taps_per_chunk, taps - t0), 0, cpairs,
+                            wb + static_cast<std::size_t>(t0) * cpairs * B * 2);
+                        spill();
+                    }
+                } else {
+                    for (int t = 0; t < taps; ++t)
+                        for (int pb = 0; pb < cpairs; pb += chunk_pairs) {
+                            const int pe = std::min(cpairs, pb + chunk_pairs);
+                            run(&tap_off[static_cast<std::size_t>(t)], 1, pb, pe,
+                                wb + (static_cast<std::size_t>(t) * cpairs + pb) * B * 2);
+                            spill();
+                        }
+                }
+                // the vector output stage when every sum (and sum + bias) fits int32, as it
+                // almost always does; the reference stage per element otherwise
+                for (int m = 0; m < mr; ++m) {
+                    const std::int64_t* sums = &wide_acc[static_cast<std::size_t>(m * B)];
+                    bool fits = true;
+                    alignas(32) std::int32_t narrow[16];
+                    for (int j = 0; j < B; ++j) {
+                        const std::int64_t with_bias = sums[j] + (j < count ? rq.bias_of(static_cast<std::size_t>(co0 + j)) : 0);
+                        fits = fits && sums[j] >= std::numeric_limits<std::int32_t>::min() &&
+                               sums[j] <= std::numeric_limits<std::int32_t>::max() &&
+                               with_bias >= std::numeric_limits<std::int32_t>::min() &&
+                               with_bias <= std::numeric_limits<std::int32_t>::max();
+                        narrow[j] = static_cast<std::int32_t>(sums[j]);
+                    }
+                    TOut* o = out + std::int64_t(m) * g.out_c;
+                    if (fits) {
+                        const __m256i a0 = detail::load256(narrow), a1 = detail::load256(narrow + 8);
+                        if (k.half_to_even)
+                            detail::store16(o, detail::output_stage8<true>(a0, k, v0), detail::output_stage8<true>(a1, k, v0 + 8), count);
+                        else
+                            detail::store16(o, detail::output_stage8<false>(a0, k, v0), detail::output_stage8<false>(a1, k, v0 + 8), count);
+                    } else {
+                        for (int j = 0; j < count; ++j)
+                            o[j] = requantize_output<TOut, Round>(sums[j], rq, static_cast<std::size_t>(co0 + j));
+                    }
+                }
+            }
+        }
+    });
+#endif
+}
+
+/// C[M][N] = requantize((A - zp_a) B^T) with B packed by pack_gemm_weights; equals reference::gemm.
+template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TA, class TOut>
+inline void gemm(const KernelContext& ctx, const GemmGeometry& gg, const TA* a, std::int32_t zp_a,
+                 const PackedConvWeights& b, const Requantization& rq, TOut* c) {
+    gg.validate();
+    Conv2dGeometry g;
+    g.in_w = gg.m;  // M rows of A are M pixels of a 1 x M image
+    g.in_c = gg.k;
+    g.out_c = gg.n;
+    BPUQ_CHECK(b.matches(g), "kernels.gemm",
+               "gemm N " + std::to_string(gg.n) + ", K " + std::to_string(gg.k) + ": the packed weights were made for " +
+                   b.geometry.to_string());
+    conv2d<Arch, Round>(ctx, g, a, zp_a, b, rq, c);
+}
+
+}  // namespace simd
+BPUQ_NAMESPACE_END

@@ -1,0 +1,21 @@
+# ctest driver: the README's main job — make the example model, convert it, check the artifacts.
+file(REMOVE_RECURSE ${WORK})
+execute_process(COMMAND ${MAKE_EXAMPLE} ${WORK} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "bpuq_make_example failed")
+endif()
+execute_process(COMMAND ${CONVERT} --config shapes_cnn.yaml --threads 2 WORKING_DIRECTORY ${WORK}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+message(STATUS "${out}")
+if(rc)
+  message(FATAL_ERROR "bpuq_convert failed on the example")
+endif()
+foreach(f shapes_cnn_original_float_model.onnx shapes_cnn_optimized_float_model.onnx shapes_cnn_calibrated_model.onnx
+          shapes_cnn_quantized_model.onnx shapes_cnn.bpuq shapes_cnn_convert.log report.json)
+  if(NOT EXISTS ${WORK}/model_output/${f})
+    message(FATAL_ERROR "missing artifact ${f}")
+  endif()
+endforeach()
+if(NOT out MATCHES "Select [a-z-]+ method\\.")
+  message(FATAL_ERROR "the log lacks the 'Select ... method.' line")
+endif()

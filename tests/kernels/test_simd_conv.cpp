@@ -1,0 +1,257 @@
+// SIMD conv2d / depthwise / gemm equal the reference kernels bit for bit on randomized shapes.
+#include <doctest/doctest.h>
+
+#include <bpuq/kernels.hpp>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "test_support.hpp"
+
+using namespace bpuq;
+
+namespace {
+
+enum class Fill { random, all_min, all_max, alternating };
+
+template <class T>
+std::vector<T> make_values(std::size_t n, Fill fill, int lo, int hi) {
+    std::vector<T> v(n);
+    std::uniform_int_distribution<int> d(lo, hi);
+    for (std::size_t i = 0; i < n; ++i) {
+        switch (fill) {
+            case Fill::all_min: v[i] = static_cast<T>(lo); break;
+            case Fill::all_max: v[i] = static_cast<T>(hi); break;
+            case Fill::alternating: v[i] = static_cast<T>(i % 2 ? lo : hi); break;
+            default: v[i] = static_cast<T>(d(bpuq_test::rng())); break;
+        }
+    }
+    return v;
+}
+
+struct Case {
+    Conv2dGeometry g;
+    Fill input_fill = Fill::random, weight_fill = Fill::random;
+    double multiplier_scale = 1.0;  // 1: outputs spread over the range; large: saturating
+    bool relu = false;
+};
+
+template <class T>
+constexpr int lowest() {
+    return std::numeric_limits<T>::min();
+}
+template <class T>
+constexpr int highest() {
+    return std::numeric_limits<T>::max();
+}
+
+template <class Arch, class Round, class TIn, class TW, class TOut>
+void check_case(const Case& cs, int threads) {
+    const Conv2dGeometry& g = cs.g;
+    auto& rng = bpuq_test::rng();
+    const std::int32_t zp_in = sizeof(TIn) == 1 ? std::uniform_int_distribution<int>(-128, 127)(rng) : 0;
+    const auto input = make_values<TIn>(static_cast<std::size_t>(g.input_size()), cs.input_fill, lowest<TIn>(), highest<TIn>());
+    const auto weights =
+        make_values<TW>(static_cast<std::size_t>(g.weight_size()), cs.weight_fill, -highest<TW>(), highest<TW>());
+    std::vector<std::int32_t> bias(static_cast<std::size_t>(g.out_c));
+    for (auto& b : bias) b = std::uniform_int_distribution<int>(-100000, 100000)(rng);
+    std::vector<QuantizedMultiplier> mult(static_cast<std::size_t>(g.out_c));
+    const double typical = 1.0 / (std::sqrt(double(g.kernel_h * g.kernel_w * g.in_c_per_group())) * 90.0 *
+                                  (sizeof(TIn) == 2 ? 256.0 : 1.0) * (sizeof(TW) == 2 ? 256.0 : 1.0)) *
+                           (sizeof(TOut) == 1 ? 40.0 : sizeof(TOut) == 2 ? 10000.0 : 1e6);
+    std::uniform_real_distribution<double> spread(0.3, 3.0);
+    for (auto& m : mult) m = quantize_multiplier(std::min(typical * spread(rng) * cs.multiplier_scale, 1e9));
+    Requantization rq;
+    rq.bias = bias.data();
+    rq.multipliers = mult.data();
+    rq.zero_point = sizeof(TOut) == 1 ? std::uniform_int_distribution<int>(-20, 20)(rng) : 0;
+    fused_activation_bounds(cs.relu ? FusedActivation::relu : FusedActivation::none, 0.1f, rq.zero_point, lowest<TOut>(),
+                            highest<TOut>(), rq.lo, rq.hi);
+    std::vector<TOut> want(static_cast<std::size_t>(g.output_size())), got(want.size());
+    reference::conv2d<Round>(g, input.data(), zp_in, weights.data(), rq, want.data());
+    const simd::PackedConvWeights packed = simd::PackedConvWeights::pack(g, weights.data());
+    simd::conv2d<Arch, Round>(KernelContext::with_threads(threads), g, input.data(), zp_in, packed, rq, got.data());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        if (want[i] != got[i]) {
+            INFO(g.to_string() << ", arch " << std::string(simd::level_name<Arch>()) << ", in " << sizeof(TIn) * 8
+                               << " w " << sizeof(TW) * 8 << " out " << sizeof(TOut) * 8 << ", element " << i << ", threads "
+                               << threads);
+            REQUIRE(std::int64_t(got[i]) == std::int64_t(want[i]));
+        }
+    }
+}
+
+std::vector<Case> random_cases(int count) {
+    auto& rng = bpuq_test::rng();
+    auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+    std::vector<Case> cases;
+    const int kernels[] = {1, 3, 5, 7};
+    for (int i = 0; i < count; ++i) {
+        Case c;
+        Conv2dGeometry& g = c.g;
+        const int k = kernels[pick(0, 3)];
+        g.kernel_h = k;
+        g.kernel_w = pick(0, 3) == 0 ? kernels[pick(0, 3)] : k;
+        g.stride_h = pick(1, 2);
+        g.stride_w = pick(0, 2) == 0 ? 3 - g.stride_h : g.stride_h;
+        g.dilation_h = g.dilation_w = pick(0, 3) == 0 ? 2 : 1;
+        const int kind = pick(0, 3);  // 0 dense, 1 grouped, 2 depthwise, 3 dense wide
+        const int groups = kind == 1 ? pick(2, 4) : 1;
+        if (kind == 2) {
+            g.in_c = g.out_c = g.groups = pick(2, 40);
+        } else {
+            g.groups = groups;
+            g.in_c = groups * pick(1, kind == 3 ? 40 : 9);
+            g.out_c = groups * pick(1, kind == 3 ? 37 : 20);
+        }
+        g.pad_top = pick(0, g.kernel_h / 2 + 1);
+        g.pad_bottom = pick(0, g.kernel_h / 2);
+        g.pad_left = pick(0, g.kernel_w / 2);
+        g.pad_right = pick(0, g.kernel_w / 2 + 1);
+        g.in_h = pick(g.dilation_h * (g.kernel_h - 1) + 1, 14);
+        g.in_w = pick(g.dilation_w * (g.kernel_w - 1) + 1, 17);
+        g.batch = pick(1, 2);
+        c.relu = pick(0, 1) == 1;
+        cases.push_back(c);
+    }
+    return cases;
+}
+
+#define BPUQ_CONV_ARCHS bpuq::simd::scalar, xsimd::sse4_1, xsimd::avx2, bpuq::simd::avx512_vnni, bpuq::simd::default_arch
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("simd conv2d equals the reference on random shapes (int8 in/out, both roundings, threads)", Arch,
+                   BPUQ_CONV_ARCHS) {
+    int i = 0;
+    for (const Case& c : random_cases(60)) {
+        check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int8_t>(c, 1 + i % 3);
+        check_case<Arch, RoundHalfToEven, std::int8_t, std::int8_t, std::int8_t>(c, 1);
+        ++i;
+    }
+}
+
+TEST_CASE_TEMPLATE("simd conv2d equals the reference for int16 activations, int16 weights and wide outputs", Arch,
+                   BPUQ_CONV_ARCHS) {
+    int i = 0;
+    for (const Case& c : random_cases(30)) {
+        check_case<Arch, RoundHalfAwayFromZero, std::int16_t, std::int8_t, std::int16_t>(c, 1 + i % 2);
+        check_case<Arch, RoundHalfToEven, std::int16_t, std::int8_t, std::int8_t>(c, 1);
+        check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int32_t>(c, 2);
+        check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int16_t>(c, 1);
+        check_case<Arch, RoundHalfToEven, std::int16_t, std::int16_t, std::int16_t>(c, 1);
+        check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int16_t, std::int8_t>(c, 1);
+        ++i;
+    }
+}
+
+TEST_CASE_TEMPLATE("simd conv2d equals the reference on saturating and extreme inputs", Arch, BPUQ_CONV_ARCHS) {
+    std::vector<Case> cases = random_cases(12);
+    // a layer with a long reduction: int16 activations need the int64 path here
+    Case big;
+    big.g.in_h = big.g.in_w = 6;
+    big.g.in_c = 300;
+    big.g.out_c = 19;
+    big.g.kernel_h = big.g.kernel_w = 3;
+    big.g.pad_top = big.g.pad_left = big.g.pad_bottom = big.g.pad_right = 1;
+    cases.push_back(big);
+    for (Case c : cases) {
+        for (Fill in_fill : {Fill::all_min, Fill::all_max, Fill::alternating})
+            for (Fill w_fill : {Fill::all_min, Fill::all_max, Fill::alternating}) {
+                c.input_fill = in_fill;
+                c.weight_fill = w_fill;
+                c.multiplier_scale = 1.0;
+                check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int8_t>(c, 1);
+                check_case<Arch, RoundHalfAwayFromZero, std::int16_t, std::int8_t, std::int16_t>(c, 2);
+                c.multiplier_scale = 1e5;  // everything saturates
+                check_case<Arch, RoundHalfToEven, std::int8_t, std::int8_t, std::int8_t>(c, 1);
+                check_case<Arch, RoundHalfToEven, std::int16_t, std::int8_t, std::int8_t>(c, 1);
+                check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int32_t>(c, 1);
+            }
+        c.input_fill = c.weight_fill = Fill::random;
+        check_case<Arch, RoundHalfAwayFromZero, std::int16_t, std::int16_t, std::int32_t>(c, 1);
+    }
+}
+
+TEST_CASE_TEMPLATE("simd conv2d handles multipliers and shifts at their limits", Arch, BPUQ_CONV_ARCHS) {
+    Conv2dGeometry g;
+    g.in_h = 5;
+    g.in_w = 9;
+    g.in_c = 10;
+    g.out_c = 21;
+    g.kernel_h = g.kernel_w = 3;
+    g.pad_top = g.pad_left = 1;
+    const auto input = make_values<std::int8_t>(static_cast<std::size_t>(g.input_size()), Fill::random, -128, 127);
+    const auto weights = make_values<std::int8_t>(static_cast<std::size_t>(g.weight_size()), Fill::random, -127, 127);
+    const simd::PackedConvWeights packed = simd::PackedConvWeights::pack(g, weights.data());
+    std::vector<QuantizedMultiplier> mult(21);
+    for (std::size_t c = 0; c < mult.size(); ++c) {
+        switch (c % 5) {
+            case 0: mult[c] = QuantizedMultiplier{std::numeric_limits<std::int32_t>::max(), 30}; break;  // t = 1
+            case 1: mult[c] = QuantizedMultiplier{std::numeric_limits<std::int32_t>::max(), -31}; break; // t = 62
+            case 2: mult[c] = QuantizedMultiplier{1 << 30, -20}; break;
+            case 3: mult[c] = QuantizedMultiplier{}; break;                                                 // M = 0
+            default: mult[c] = quantize_multiplier(0.0123); break;
+        }
+    }
+    for (bool per_channel : {true, false}) {
+        Requantization rq;
+        rq.multipliers = mult.data();
+        rq.per_channel = per_channel;
+        rq.zero_point = 7;
+        rq.lo = std::numeric_limits<std::int32_t>::min();
+        rq.hi = std::numeric_limits<std::int32_t>::max();
+        std::vector<std::int32_t> want(static_cast<std::size_t>(g.output_size())), got(want.size());
+        reference::conv2d(g, input.data(), -3, weights.data(), rq, want.data());
+        simd::conv2d<Arch>(KernelContext{}, g, input.data(), -3, packed, rq, got.data());
+        CHECK(want == got);
+        std::vector<std::int8_t> want8(want.size()), got8(want.size());
+        rq.lo = -128;
+        rq.hi = 127;
+        reference::conv2d<RoundHalfToEven>(g, input.data(), -3, weights.data(), rq, want8.data());
+        simd::conv2d<Arch, RoundHalfToEven>(KernelContext{}, g, input.data(), -3, packed, rq, got8.data());
+        CHECK(want8 == got8);
+    }
+}
+
+TEST_CASE_TEMPLATE("simd gemm equals the reference, with and without a weight zero point", Arch, BPUQ_CONV_ARCHS) {
+    auto& rng = bpuq_test::rng();
+    for (int rep = 0; rep < 12; ++rep) {
+        GemmGeometry gg;
+        gg.m = std::uniform_int_distribution<int>(1, 23)(rng);
+        gg.n = std::uniform_int_distribution<int>(1, 50)(rng);
+        gg.k = std::uniform_int_distribution<int>(1, 700)(rng);
+        const auto a = make_values<std::int8_t>(std::size_t(gg.m) * gg.k, Fill::random, -128, 127);
+        const auto b = make_values<std::int8_t>(std::size_t(gg.n) * gg.k, Fill::random, -128, 127);
+        const std::int32_t zp_b = rep % 3 == 0 ? 11 : 0;
+        std::vector<QuantizedMultiplier> mult(static_cast<std::size_t>(gg.n));
+        for (auto& m : mult) m = quantize_multiplier(std::uniform_real_distribution<double>(1e-4, 2e-3)(rng));
+        Requantization rq;
+        rq.multipliers = mult.data();
+        rq.zero_point = -4;
+        std::vector<std::int8_t> want(std::size_t(gg.m) * gg.n), got(want.size());
+        reference::gemm(gg, a.data(), 5, b.data(), zp_b, rq, want.data());
+        const simd::PackedConvWeights packed = simd::pack_gemm_weights(gg.n, gg.k, b.data(), zp_b);
+        simd::gemm<Arch>(KernelContext::with_threads(1 + rep % 2), gg, a.data(), 5, packed, rq, got.data());
+        CHECK(want == got);
+    }
+}
+
+TEST_CASE("simd conv2d rejects weights packed for another geometry") {
+    Conv2dGeometry g;
+    g.in_h = g.in_w = 4;
+    g.in_c = 4;
+    g.out_c = 4;
+    std::vector<std::int8_t> w(16, 1), x(64, 0), y(64);
+    const auto packed = simd::PackedConvWeights::pack(g, w.data());
+    Conv2dGeometry other = g;
+    other.out_c = 2;
+    const QuantizedMultiplier m = quantize_multiplier(0.5);
+    Requantization rq;
+    rq.multipliers = &m;
+    rq.per_channel = false;
+    CHECK_THROWS_WITH_AS(simd::conv2d(KernelContext{}, other, x.data(), 0, packed, rq, y.data()),
+                         doctest::Contains("[bpuq.kernels.conv]"), Error);
+    CHECK_THROWS_WITH_AS(KernelContext::with_threads(0), doctest::Contains("[bpuq.kernels.threads]"), Error);
+}
