@@ -77,7 +77,13 @@ TEST_CASE("executor: Conv matches naive loops over groups, strides, dilations an
         {1, 8, 10, 7, 8, 3, 8, {1, 1}, {1, 1}, {1, 1, 1, 1}},  // depthwise
         {1, 8, 10, 7, 8, 3, 8, {2, 2}, {1, 1}, {0, 0, 1, 1}},  // depthwise strided
         {1, 6, 12, 12, 6, 3, 6, {1, 2}, {2, 1}, {2, 0, 2, 1}},  // depthwise dilated
+        {1, 6, 12, 12, 6, 3, 6, {1, 1}, {2, 2}, {2, 2, 2, 2}},  // depthwise dilated
+        {2, 5, 9, 10, 5, 3, 5, {2, 2}, {1, 2}, {1, 0, 0, 1}},  // depthwise stride 2, dilated
+        {1, 4, 11, 13, 4, 5, 4, {3, 3}, {1, 1}, {2, 2, 2, 2}},  // depthwise stride 3, 5x5
+        {1, 4, 7, 8, 4, 3, 4, {2, 1}, {1, 1}, {1, 1, 1, 1}},  // depthwise unequal strides
         {1, 5, 7, 6, 9, 1, 1, {1, 1}, {1, 1}, {0, 0, 0, 0}},  // pointwise
+        {1, 7, 40, 41, 13, 1, 1, {1, 1}, {1, 1}, {0, 0, 0, 0}},  // wide pointwise: register-tiled GEMM + tails
+        {1, 7, 40, 41, 11, 3, 1, {1, 1}, {1, 1}, {1, 1, 1, 1}},  // wide 3x3 via im2col
         {1, 4, 13, 9, 5, 5, 1, {3, 2}, {2, 2}, {3, 1, 0, 2}},
     };
     for (const Case& c : cases) {

@@ -62,7 +62,11 @@ inline int dtype_to_onnx(DType t) {
 inline std::string onnx_type_name(int elem_type) {
     const auto* d = ::onnx::TensorProto_DataType_descriptor();
     const auto* v = d->FindValueByNumber(elem_type);
-    return v ? v->name() : "type#" + std::to_string(elem_type);
+    if (v) return v->name();
+    // float8 types (ONNX 1.14+) are newer than the libonnx headers bpuq builds against
+    static const char* float8[] = {"FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ"};
+    if (elem_type >= 17 && elem_type <= 20) return float8[elem_type - 17];
+    return "type#" + std::to_string(elem_type);
 }
 
 /// IEEE half -> float (exact; subnormals, inf and NaN included).

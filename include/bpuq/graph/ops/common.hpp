@@ -40,6 +40,9 @@ using RunFn = void (*)(const Node&, const std::vector<const Tensor*>&, std::vect
 
 namespace ops {
 
+/// Output storage for kernels that write every element (no zero-fill).
+inline Tensor new_output(DType t, Shape s) { return Tensor(t, std::move(s), Tensor::Uninitialized{}); }
+
 inline void set_output(std::vector<Value>& outs, std::size_t i, DType t, Shape s) {
     if (i >= outs.size()) return;
     outs[i].dtype = t;

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common.hpp"
+#include "gemm_kernel.hpp"
 
 BPUQ_NAMESPACE_BEGIN
 
@@ -174,50 +175,140 @@ void gemm(const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C, std:
     });
 }
 
-/// Depthwise 2-D convolution (group == C == M): direct loops, channels over threads.
+/// Depthwise 2-D convolution (group == C == M), direct, channels over threads.
+///
+/// Equal strides S (any dilation): each input plane is scattered into S*S zero-padded
+/// phase planes (phase (a, b) holds padded pixels (S*i + a, S*j + b)) of width Wq. Every tap
+/// (kh, kw) then reads one phase plane at a fixed offset, so the output plane, computed
+/// as one long row of width Wq, is KH*KW contiguous multiply-adds over OH*Wq values (the
+/// columns >= OW are junk and dropped). Other stride combinations use per-row loops.
 inline void depthwise_conv2d(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
                              const Epilogue& ep, const ExecContext& ctx) {
     const std::int64_t H = s.in[0], W = s.in[1], KH = s.g.kernel[0], KW = s.g.kernel[1];
     const std::int64_t OH = s.g.out[0], OW = s.g.out[1], SH = s.g.strides[0], SW = s.g.strides[1];
     const std::int64_t DH = s.g.dilations[0], DW = s.g.dilations[1], PH = s.g.pads[0], PW = s.g.pads[1];
+    // padded extent actually read by the windows
+    const std::int64_t Hp = std::max(H + PH, (OH - 1) * SH + (KH - 1) * DH + 1);
+    const std::int64_t Wp = std::max(W + PW, (OW - 1) * SW + (KW - 1) * DW + 1);
+    const bool phased = SH == SW && SH <= 4;
+    const std::int64_t S = phased ? SH : 1;
+    const std::int64_t Wq = (Wp + S - 1) / S;
+    const std::int64_t Hq = std::max((Hp + S - 1) / S, OH + (KH - 1) * DH / S) + 1;  // +1: junk-column overrun
     ctx.parallel_for(s.N * s.C, 1, [&](std::int64_t b, std::int64_t e) {
+        std::vector<float> planes(static_cast<std::size_t>(S * S * Hq * Wq)), acc;
+        if (phased) acc.resize(static_cast<std::size_t>(OH * Wq));
         for (std::int64_t nc = b; nc < e; ++nc) {
             const std::int64_t c = nc % s.C;
             const float* xc = x + nc * H * W;
             const float* wc = w + c * KH * KW;
             float* yc = y + nc * OH * OW;
             const float b0 = bias ? bias[c] : 0.f;
+            std::fill(planes.begin(), planes.end(), 0.f);
+            for (std::int64_t h = 0; h < H; ++h) {
+                const std::int64_t r = h + PH;
+                float* prow = planes.data() + ((r % S) * S * Hq + r / S) * Wq;
+                const float* xr = xc + h * W;
+                if (S == 1) {
+                    std::copy(xr, xr + W, prow + PW);
+                } else if (S == 2) {  // even padded columns to phase 0, odd to phase 1
+                    // padded column 2k holds x[2k - PW], column 2k+1 holds x[2k+1 - PW]
+                    float* __restrict p0 = prow;
+                    float* __restrict p1 = prow + Hq * Wq;
+                    const std::int64_t e0 = (PW + 1) / 2, e1 = (W - 1 + PW) / 2 + 1;
+                    const std::int64_t o0 = PW / 2, o1 = W - 2 + PW >= 0 ? (W - 2 + PW) / 2 + 1 : o0;
+                    for (std::int64_t k = e0; k < e1; ++k) p0[k] = xr[2 * k - PW];
+                    for (std::int64_t k = o0; k < o1; ++k) p1[k] = xr[2 * k + 1 - PW];
+                } else {
+                    for (std::int64_t col = PW; col < PW + W; ++col)
+                        prow[(col % S) * Hq * Wq + col / S] = xr[col - PW];
+                }
+            }
+            if (phased) {
+                float* __restrict a = acc.data();
+                const std::int64_t len = OH * Wq;
+                for (std::int64_t i = 0; i < len; ++i) a[i] = b0;
+                for (std::int64_t kh = 0; kh < KH; ++kh)
+                    for (std::int64_t kw = 0; kw < KW; ++kw) {
+                        const std::int64_t rr = kh * DH, cc = kw * DW;
+                        const float wv = wc[kh * KW + kw];
+                        const float* __restrict src =
+                            planes.data() + ((rr % S) * S + cc % S) * Hq * Wq + (rr / S) * Wq + cc / S;
+                        for (std::int64_t i = 0; i < len; ++i) a[i] += wv * src[i];
+                    }
+                for (std::int64_t oh = 0; oh < OH; ++oh)
+                    for (std::int64_t ow = 0; ow < OW; ++ow)
+                        yc[oh * OW + ow] = std::min(ep.hi, std::max(ep.lo, a[oh * Wq + ow]));
+                continue;
+            }
+            // unequal strides: per-row loops over the single padded plane (S == 1 here)
             for (std::int64_t oh = 0; oh < OH; ++oh) {
                 float* yrow = yc + oh * OW;
-                std::fill(yrow, yrow + OW, b0);
+                for (std::int64_t ow = 0; ow < OW; ++ow) yrow[ow] = b0;
                 for (std::int64_t kh = 0; kh < KH; ++kh) {
-                    const std::int64_t ih = oh * SH - PH + kh * DH;
-                    if (ih < 0 || ih >= H) continue;
-                    const float* xrow = xc + ih * W;
+                    const float* row = planes.data() + (oh * SH + kh * DH) * Wq;
                     for (std::int64_t kw = 0; kw < KW; ++kw) {
                         const float wv = wc[kh * KW + kw];
-                        const std::int64_t off = kw * DW - PW;
-                        std::int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
-                        std::int64_t hi = W - off <= 0 ? 0 : (W - off + SW - 1) / SW;
-                        lo = std::min(lo, OW);
-                        hi = std::max(lo, std::min(hi, OW));
-                        if (SW == 1) {
-                            const float* xs = xrow + off;
-                            for (std::int64_t ow = lo; ow < hi; ++ow) yrow[ow] += wv * xs[ow];
-                        } else if (SW == 2) {
-                            const float* xs = xrow + off;
-                            for (std::int64_t ow = lo; ow < hi; ++ow) yrow[ow] += wv * xs[2 * ow];
-                        } else {
-                            for (std::int64_t ow = lo; ow < hi; ++ow) yrow[ow] += wv * xrow[ow * SW + off];
-                        }
+                        const float* xs = row + kw * DW;
+                        for (std::int64_t ow = 0; ow < OW; ++ow) yrow[ow] += wv * xs[ow * SW];
                     }
                 }
-                if (ep.active())
-                    for (std::int64_t ow = 0; ow < OW; ++ow) yrow[ow] = std::min(ep.hi, std::max(ep.lo, yrow[ow]));
+                for (std::int64_t ow = 0; ow < OW; ++ow) yrow[ow] = std::min(ep.hi, std::max(ep.lo, yrow[ow]));
             }
         }
     });
 }
+
+#if BPUQ_HAS_VECTOR_EXTENSIONS
+/// Stride-1 2-D convolution without an im2col matrix: the input is copied once into a
+/// zero-padded image of width Wp; row (c, kh, kw) of the would-be im2col matrix is then the
+/// padded channel c shifted by kh*DH*Wp + kw*DW, read as one long row of OH*Wp values. The
+/// GEMM produces OH rows of width Wp per output channel, of which the first OW are kept.
+inline void conv2d_stride1_shifted(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                                   const Epilogue& ep, const ExecContext& ctx) {
+    const std::int64_t H = s.in[0], W = s.in[1], KH = s.g.kernel[0], KW = s.g.kernel[1];
+    const std::int64_t OH = s.g.out[0], OW = s.g.out[1], DH = s.g.dilations[0], DW = s.g.dilations[1];
+    const std::int64_t PH = s.g.pads[0], PW = s.g.pads[1];
+    const std::int64_t Wp = std::max(W + PW, OW + (KW - 1) * DW);
+    const std::int64_t Hp = std::max(H + PH, OH + (KH - 1) * DH) + 1;  // +1: junk-column overrun
+    const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group, K = Cg * KH * KW, N = OH * Wp;
+    std::vector<float> padded(static_cast<std::size_t>(Cg * Hp * Wp));
+    std::vector<const float*> rows(static_cast<std::size_t>(K));
+    std::vector<float> out(static_cast<std::size_t>(Mg * N));
+    for (std::int64_t nb = 0; nb < s.N; ++nb)
+        for (std::int64_t g = 0; g < s.group; ++g) {
+            const float* xg = x + (nb * s.C + g * Cg) * H * W;
+            std::fill(padded.begin(), padded.end(), 0.f);
+            for (std::int64_t c = 0; c < Cg; ++c)
+                for (std::int64_t h = 0; h < H; ++h)
+                    std::copy(xg + (c * H + h) * W, xg + (c * H + h + 1) * W, padded.data() + (c * Hp + h + PH) * Wp + PW);
+            for (std::int64_t c = 0, k = 0; c < Cg; ++c)
+                for (std::int64_t kh = 0; kh < KH; ++kh)
+                    for (std::int64_t kw = 0; kw < KW; ++kw, ++k)
+                        rows[std::size_t(k)] = padded.data() + c * Hp * Wp + kh * DH * Wp + kw * DW;
+            const float* wg = w + g * Mg * K;
+            wide_gemm::RowsOfB b;
+            b.rows = rows.data();
+            const std::int64_t block = 512, blocks = (N + block - 1) / block;
+            ctx.parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
+                for (std::int64_t blk = b0; blk < b1; ++blk) {
+                    const std::int64_t n0 = blk * block;
+                    wide_gemm::gemm_rows(wg, K, b.shifted(n0), out.data() + n0, N, Mg, std::min(block, N - n0), K);
+                }
+            });
+            float* yg = y + (nb * s.M + g * Mg) * OH * OW;
+            ctx.parallel_for(Mg, 4, [&](std::int64_t m0, std::int64_t m1) {
+                for (std::int64_t m = m0; m < m1; ++m) {
+                    const float bv = bias ? bias[g * Mg + m] : 0.f;
+                    for (std::int64_t oh = 0; oh < OH; ++oh) {
+                        const float* src = out.data() + m * N + oh * Wp;
+                        float* dst = yg + (m * OH + oh) * OW;
+                        for (std::int64_t ow = 0; ow < OW; ++ow) dst[ow] = std::min(ep.hi, std::max(ep.lo, src[ow] + bv));
+                    }
+                }
+            });
+        }
+}
+#endif
 
 /// y = conv(x, w) + bias, then the epilogue clamp; NCHW float.
 inline void conv_float(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
@@ -228,6 +319,13 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
         depthwise_conv2d(x, w, bias, y, s, ep, ctx);
         return;
     }
+#if BPUQ_HAS_VECTOR_EXTENSIONS
+    if (s.in.size() == 2 && s.g.strides[0] == 1 && s.g.strides[1] == 1 && s.kernel_size() > 1 &&
+        wide_gemm::suits(s.g.out[0] * s.g.out[1], K)) {
+        conv2d_stride1_shifted(x, w, bias, y, s, ep, ctx);
+        return;
+    }
+#endif
     bool pointwise = s.kernel_size() == 1;
     for (std::size_t i = 0; i < s.in.size(); ++i)
         pointwise = pointwise && s.g.strides[i] == 1 && s.g.pads[i] == 0 && s.g.pads[i + s.in.size()] == 0;
@@ -241,17 +339,31 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
                 B = col.data();
             }
             float* yg = y + (nb * s.M + g * Mg) * P;
-            gemm(w + g * Mg * K, K, B, P, yg, P, Mg, P, K, false, ctx);
+            const float* wg = w + g * Mg * K;
+            const float* bg = bias ? bias + g * Mg : nullptr;
+            // column blocks: the bias/activation epilogue runs on each block while it is still
+            // in cache, and blocks are the unit of threading
+            const std::int64_t block = P <= 1024 ? P : 512;
+            const std::int64_t blocks = (P + block - 1) / block;
+            ConstStridedMap<float> a(wg, Mg, K, Eigen::OuterStride<>(K));
+            ctx.parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
+                for (std::int64_t blk = b0; blk < b1; ++blk) {
+                    const std::int64_t p0 = blk * block, n = std::min(block, P - p0);
+                    StridedMap<float> cm(yg + p0, Mg, n, Eigen::OuterStride<>(P));
+                    if (K == 0) cm.setZero();
+#if BPUQ_HAS_VECTOR_EXTENSIONS
+                    else if (wide_gemm::suits(n, K)) wide_gemm::gemm(wg, K, B + p0, P, yg + p0, P, Mg, n, K);
+#endif
+                    else cm.noalias() = a * ConstStridedMap<float>(B + p0, K, n, Eigen::OuterStride<>(P));
+                    if (!bg && !ep.active()) continue;
+                    for (std::int64_t m = 0; m < Mg; ++m) {
+                        float* row = yg + m * P + p0;
+                        const float bv = bg ? bg[m] : 0.f;
+                        for (std::int64_t i = 0; i < n; ++i) row[i] = std::min(ep.hi, std::max(ep.lo, row[i] + bv));
+                    }
+                }
+            });
         }
-    if (bias || ep.active()) {
-        ctx.parallel_for(s.N * s.M, 4, [&](std::int64_t b, std::int64_t e) {
-            for (std::int64_t nm = b; nm < e; ++nm) {
-                float* row = y + nm * P;
-                const float bv = bias ? bias[nm % s.M] : 0.f;
-                for (std::int64_t p = 0; p < P; ++p) row[p] = std::min(ep.hi, std::max(ep.lo, row[p] + bv));
-            }
-        });
-    }
 }
 
 inline void run_conv(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
@@ -270,7 +382,7 @@ inline void run_conv(const Node& n, const std::vector<const Tensor*>& in, std::v
     }
     Shape os = {s.N, s.M};
     os.insert(os.end(), s.g.out.begin(), s.g.out.end());
-    out[0] = Tensor(DType::float32, os);
+    out[0] = new_output(DType::float32, os);
     conv_float(x.data<float>(), w.data<float>(), b ? b->data<float>() : nullptr, out[0].data<float>(), s,
                conv_epilogue(n), ctx);
 }

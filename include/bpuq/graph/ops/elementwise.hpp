@@ -35,7 +35,7 @@ void unary_float(const Node& n, const std::vector<const Tensor*>& in, std::vecto
                  F f) {
     const Tensor& x = need(n, in, 0);
     check_float(n, x, "input");
-    out[0] = Tensor(DType::float32, x.shape());
+    out[0] = new_output(DType::float32, x.shape());
     const float* src = x.data<float>();
     float* dst = out[0].data<float>();
     ctx.parallel_for(x.numel(), 1 << 16, [&](std::int64_t b, std::int64_t e) {
@@ -66,7 +66,7 @@ inline void run_relu(const Node& n, const std::vector<const Tensor*>& in, std::v
         unary_float(n, in, out, ctx, [](float v) { return v > 0.f ? v : 0.f; });
         return;
     }
-    out[0] = Tensor(x.dtype(), x.shape());
+    out[0] = new_output(x.dtype(), x.shape());
     dispatch_numeric(n, x.dtype(), [&](auto tag) {
         using T = decltype(tag);
         const T* s = x.data<T>();
@@ -103,7 +103,7 @@ inline void run_gelu(const Node& n, const std::vector<const Tensor*>& in, std::v
 inline void run_clip(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
                      const ExecContext& ctx, std::int64_t opset) {
     const Tensor& x = need(n, in, 0);
-    out[0] = Tensor(x.dtype(), x.shape());
+    out[0] = new_output(x.dtype(), x.shape());
     dispatch_numeric(n, x.dtype(), [&](auto tag) {
         using T = decltype(tag);
         T lo = std::numeric_limits<T>::lowest(), hi = std::numeric_limits<T>::max();
@@ -197,7 +197,7 @@ inline void run_binary(BinaryKind kind, const Node& n, const std::vector<const T
     const Shape shape = broadcast_shapes(n, a.shape(), b.shape());
     if (kind == BinaryKind::pow && a.dtype() != b.dtype()) {
         // Pow allows the exponent's type to differ; the result has the base's type.
-        out[0] = Tensor(a.dtype(), shape);
+        out[0] = new_output(a.dtype(), shape);
         const Tensor bb = [&] {
             Tensor c(a.dtype(), b.shape());
             dispatch_numeric(n, a.dtype(), [&](auto tag) {
@@ -229,7 +229,7 @@ inline void run_binary(BinaryKind kind, const Node& n, const std::vector<const T
     }
     BPUQ_CHECK(a.dtype() == b.dtype(), "graph.dtype",
                n.describe() + " inputs have different types " + dtype_name(a.dtype()) + " and " + dtype_name(b.dtype()));
-    out[0] = Tensor(a.dtype(), shape);
+    out[0] = new_output(a.dtype(), shape);
     dispatch_numeric(n, a.dtype(), [&](auto tag) { binary_typed<decltype(tag)>(kind, a, b, out[0], ctx); });
 }
 

@@ -33,7 +33,7 @@ inline void run_gemm(const Node& n, const std::vector<const Tensor*>& in, std::v
     const std::int64_t N = tb ? B.dim(0) : B.dim(1), KB = tb ? B.dim(1) : B.dim(0);
     BPUQ_CHECK(K == KB, "graph.shape",
                n.describe() + " inner dimensions differ: A " + shape_to_string(A.shape()) + ", B " + shape_to_string(B.shape()));
-    out[0] = Tensor(DType::float32, {M, N});
+    out[0] = new_output(DType::float32, {M, N});
     Eigen::Map<RowMatrix<float>> y(out[0].data<float>(), M, N);
     Eigen::Map<const RowMatrix<float>> a(A.data<float>(), A.dim(0), A.dim(1));
     Eigen::Map<const RowMatrix<float>> b(B.data<float>(), B.dim(0), B.dim(1));
@@ -108,7 +108,7 @@ inline void run_matmul(const Node& n, const std::vector<const Tensor*>& in, std:
     const Tensor& B = need(n, in, 1);
     check_float(n, A, "A");
     check_float(n, B, "B");
-    out[0] = Tensor(DType::float32, matmul_shape(n, A.shape(), B.shape()));
+    out[0] = new_output(DType::float32, matmul_shape(n, A.shape(), B.shape()));
     matmul_typed<float>(n, A, B, out[0], ctx);
 }
 

@@ -63,7 +63,7 @@ inline void run_batchnorm(const Node& n, const std::vector<const Tensor*>& in, s
         mean = bm;
         var = bv;
     }
-    out[0] = Tensor(DType::float32, x.shape());
+    out[0] = new_output(DType::float32, x.shape());
     float* yd = out[0].data<float>();
     ctx.parallel_for(N * C, 4, [&](std::int64_t b, std::int64_t e) {
         for (std::int64_t nc = b; nc < e; ++nc) {
@@ -85,7 +85,7 @@ inline void run_softmax(const Node& n, const std::vector<const Tensor*>& in, std
     const std::int64_t outer = product(s, 0, std::size_t(axis));
     const std::int64_t len = opset < 13 ? product(s, std::size_t(axis)) : s[std::size_t(axis)];
     const std::int64_t inner = opset < 13 ? 1 : product(s, std::size_t(axis) + 1);
-    out[0] = Tensor(DType::float32, x.shape());
+    out[0] = new_output(DType::float32, x.shape());
     const float* xd = x.data<float>();
     float* yd = out[0].data<float>();
     ctx.parallel_for(outer * inner, 16, [&](std::int64_t b, std::int64_t e) {
@@ -224,7 +224,7 @@ inline void run_dequantize_linear(const Node& n, const std::vector<const Tensor*
     const std::vector<float> scale = to_floats(n, need(n, in, 1), "x_scale");
     const Tensor* zp = opt(in, 2);
     const QuantAxis qa = quant_axis(n, x, need(n, in, 1));
-    out[0] = Tensor(DType::float32, x.shape());
+    out[0] = new_output(DType::float32, x.shape());
     dispatch_numeric(n, x.dtype(), [&](auto tag) {
         using T = decltype(tag);
         if constexpr (std::is_integral<T>::value) {

@@ -97,18 +97,53 @@ void max_pool_typed(const Pool3& p, const T* x, T* y, std::int64_t* indices, boo
     });
 }
 
+/// 2-D float max pooling without indices: per output row, the max over the window's input
+/// rows is formed first (a contiguous, vectorizable pass), then the max across columns.
+inline void max_pool_2d_float(const Pool3& p, const float* x, float* y, const ExecContext& ctx) {
+    const std::int64_t H = p.in[1], W = p.in[2], OH = p.out[1], OW = p.out[2];
+    ctx.parallel_for(p.planes, 1, [&](std::int64_t b, std::int64_t e) {
+        std::vector<float> rowmax(static_cast<std::size_t>(W));
+        for (std::int64_t c = b; c < e; ++c) {
+            const float* xc = x + c * H * W;
+            float* yc = y + c * OH * OW;
+            for (std::int64_t oh = 0; oh < OH; ++oh) {
+                std::fill(rowmax.begin(), rowmax.end(), std::numeric_limits<float>::lowest());
+                float* __restrict rm = rowmax.data();
+                for (std::int64_t kh = 0; kh < p.k[1]; ++kh) {
+                    const std::int64_t ih = oh * p.s[1] - p.pb[1] + kh * p.d[1];
+                    if (ih < 0 || ih >= H) continue;
+                    const float* __restrict xr = xc + ih * W;
+                    for (std::int64_t w = 0; w < W; ++w) rm[w] = rm[w] < xr[w] ? xr[w] : rm[w];
+                }
+                for (std::int64_t ow = 0; ow < OW; ++ow) {
+                    float m = std::numeric_limits<float>::lowest();
+                    for (std::int64_t kw = 0; kw < p.k[2]; ++kw) {
+                        const std::int64_t iw = ow * p.s[2] - p.pb[2] + kw * p.d[2];
+                        if (iw >= 0 && iw < W) m = m < rm[iw] ? rm[iw] : m;
+                    }
+                    yc[oh * OW + ow] = m;
+                }
+            }
+        }
+    });
+}
+
 inline void run_max_pool(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
                          const ExecContext& ctx, std::int64_t) {
     const Tensor& x = need(n, in, 0);
     Shape os;
     const Pool3 p = pool_geometry(n, x.shape(), os);
-    out[0] = Tensor(x.dtype(), os);
+    out[0] = new_output(x.dtype(), os);
     std::int64_t* idx = nullptr;
     if (out.size() > 1) {
         out[1] = Tensor(DType::int64, os);
         idx = out[1].data<std::int64_t>();
     }
     const bool column_major = n.attr_int("storage_order", 0) != 0;
+    if (!idx && x.dtype() == DType::float32 && p.in[0] == 1 && p.k[0] == 1) {
+        max_pool_2d_float(p, x.data<float>(), out[0].data<float>(), ctx);
+        return;
+    }
     dispatch_numeric(n, x.dtype(), [&](auto tag) {
         using T = decltype(tag);
         max_pool_typed<T>(p, x.data<T>(), out[0].data<T>(), idx, column_major, ctx);
@@ -122,7 +157,7 @@ inline void run_average_pool(const Node& n, const std::vector<const Tensor*>& in
     Shape os;
     const Pool3 p = pool_geometry(n, x.shape(), os);
     const bool include_pad = n.attr_int("count_include_pad", 0) != 0;
-    out[0] = Tensor(DType::float32, os);
+    out[0] = new_output(DType::float32, os);
     const float* xd = x.data<float>();
     float* yd = out[0].data<float>();
     const std::int64_t in_plane = p.in[0] * p.in[1] * p.in[2], out_plane = p.out[0] * p.out[1] * p.out[2];
@@ -185,7 +220,7 @@ void run_global_pool(const Node& n, const std::vector<const Tensor*>& in, std::v
     BPUQ_CHECK(x.rank() >= 2, "graph.shape", n.describe() + " needs an input of rank >= 2");
     Shape s = x.shape();
     for (std::size_t i = 2; i < s.size(); ++i) s[i] = 1;
-    out[0] = Tensor(DType::float32, s);
+    out[0] = new_output(DType::float32, s);
     const std::int64_t planes = x.dim(0) * x.dim(1), size = planes ? x.numel() / planes : 0;
     const float* xd = x.data<float>();
     float* yd = out[0].data<float>();

@@ -176,7 +176,7 @@ inline void run_transpose(const Node& n, const std::vector<const Tensor*>& in, s
         os[i] = x.dim(std::size_t(perm[i]));
         src_strides[i] = xs[std::size_t(perm[i])];
     }
-    out[0] = Tensor(x.dtype(), os);
+    out[0] = new_output(x.dtype(), os);
     const std::size_t es = dtype_size(x.dtype());
     const auto* src = static_cast<const std::uint8_t*>(x.raw());
     auto* dst = static_cast<std::uint8_t*>(out[0].raw());
@@ -277,7 +277,7 @@ inline void run_concat(const Node& n, const std::vector<const Tensor*>& in, std:
                            shape_to_string(t.shape()) + " differ outside axis " + std::to_string(axis));
         s[axis] += t.dim(axis);
     }
-    out[0] = Tensor(first.dtype(), s);
+    out[0] = new_output(first.dtype(), s);
     const std::size_t es = dtype_size(first.dtype());
     const std::int64_t outer = product(std::vector<std::int64_t>(s.begin(), s.begin() + std::ptrdiff_t(axis)));
     const std::int64_t inner = product(std::vector<std::int64_t>(s.begin() + std::ptrdiff_t(axis) + 1, s.end()));
@@ -429,7 +429,7 @@ inline void run_slice(const Node& n, const std::vector<const Tensor*>& in, std::
     std::vector<std::int64_t> starts, ends, axes, steps;
     slice_args(n, in, opset, starts, ends, axes, steps);
     const SliceSpec sp = slice_spec(n, x.shape(), starts, ends, axes, steps);
-    out[0] = Tensor(x.dtype(), sp.out);
+    out[0] = new_output(x.dtype(), sp.out);
     if (out[0].numel() == 0) return;
     const Shape xs = contiguous_strides(x.shape());
     Shape st(x.rank());
@@ -471,7 +471,7 @@ inline void run_gather(const Node& n, const std::vector<const Tensor*>& in, std:
     Shape o(s.begin(), s.begin() + std::ptrdiff_t(axis));
     o.insert(o.end(), idx.shape().begin(), idx.shape().end());
     o.insert(o.end(), s.begin() + std::ptrdiff_t(axis) + 1, s.end());
-    out[0] = Tensor(x.dtype(), o);
+    out[0] = new_output(x.dtype(), o);
     const std::size_t es = dtype_size(x.dtype());
     const std::int64_t outer = product(std::vector<std::int64_t>(s.begin(), s.begin() + std::ptrdiff_t(axis)));
     const std::int64_t inner = product(std::vector<std::int64_t>(s.begin() + std::ptrdiff_t(axis) + 1, s.end()));
@@ -586,7 +586,7 @@ inline void run_pad(const Node& n, const std::vector<const Tensor*>& in, std::ve
         os[i] += pads[i] + pads[i + r];
         BPUQ_CHECK(os[i] >= 0, "graph.shape", n.describe() + " pads make a negative dimension");
     }
-    out[0] = Tensor(x.dtype(), os);
+    out[0] = new_output(x.dtype(), os);
     dispatch_all(n, x.dtype(), [&](auto tag) {
         using T = decltype(tag);
         T cval = T(0);
