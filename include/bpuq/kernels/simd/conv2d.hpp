@@ -511,8 +511,10 @@ inline void widen_and_pad(const Conv2dGeometry& g, const TIn* input, std::int32_
 }  // namespace detail
 
 /// Convolution over NHWC with packed weights; bit-identical to reference::conv2d.
-/// AVX2 (and wider) run the SIMD kernels; other architectures, int16 inputs with a non-zero
-/// zero point, and weights whose (w - zp_w) needs more than int16 run the scalar reference.
+/// AVX-512 VNNI and AVX2 run SIMD kernels. The scalar reference runs instead for other
+/// architectures, int16 inputs with a non-zero zero point, int16 activations against a weight of
+/// -32768 (a vpmaddwd pair could reach 2^31), and depthwise layers whose sums could leave int32.
+/// Threads: ctx.threads split output rows x channel blocks; results do not depend on them.
 template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TIn, class TOut>
 inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn* input, std::int32_t input_zero_point,
                    const PackedConvWeights& w, const Requantization& rq, TOut* output) {
@@ -536,6 +538,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         max_abs_bias = std::max<std::int64_t>(max_abs_bias, std::abs(std::int64_t(rq.bias[c])));
     const bool wide = max_abs_input * w.max_abs_weight_sum + max_abs_bias > kInt32Max;
     if (!simd_ok || (wide && w.depthwise)) {
+        (void)ctx;  // the scalar reference runs on the calling thread
         reference::conv2d<Round>(g, input, input_zero_point, w.ohwi.data(), rq, output);
         return;
     }
