@@ -6,6 +6,7 @@ packages=(
   libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
   doctest-dev libbenchmark-dev libyaml-cpp-dev
+  libjpeg-dev libpng-dev
 )
 # optional: oneDNN for the side-by-side kernel benchmarks
 if [ "${BPUQ_WITH_ONEDNN:-1}" = "1" ]; then packages+=(libdnnl-dev); fi

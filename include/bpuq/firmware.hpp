@@ -4,3 +4,5 @@
 #include "core.hpp"
 #include "quant.hpp"
 #include "observe.hpp"
+#include "emul/program.hpp"
+#include "emul/program_format.hpp"

@@ -533,8 +533,8 @@ inline std::int32_t requantize_value(Acc acc, const QuantizedMultiplier& qm, std
 
 // ---- gemmlowp / TFLite primitives (double rounding), for compatibility and tests ----------
 
-/// SaturatingRoundingDoublingHighMul: round(a * b / 2^31), ties away from zero, with the one
-/// overflowing case (INT32_MIN * INT32_MIN) saturated.
+/// SaturatingRoundingDoublingHighMul: round(a * b / 2^31) with ties toward +infinity (the
+/// nudge-then-truncate of gemmlowp), the one overflowing case (INT32_MIN^2) saturated.
 constexpr std::int32_t saturating_rounding_doubling_high_mul(std::int32_t a, std::int32_t b) noexcept {
     if (a == b && a == std::numeric_limits<std::int32_t>::min())
         return std::numeric_limits<std::int32_t>::max();
@@ -770,6 +770,9 @@ inline Shape contiguous_strides(const Shape& shape) {
 
 namespace detail {
 constexpr std::size_t kTensorAlignment = 64;  // one cache line; every SIMD width we use
+/// Larger requests are shape errors, not allocation attempts (and size arithmetic stays far
+/// from overflow).
+constexpr std::uint64_t kMaxTensorBytes = std::uint64_t(1) << 48;
 
 struct AlignedDeleter {
     void operator()(std::byte* p) const noexcept {
@@ -829,10 +832,21 @@ public:
     Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
         const std::int64_t n = shape_numel(shape_);
         const std::size_t elem = dtype_size(dtype_);
-        BPUQ_CHECK(static_cast<std::uint64_t>(n) <= std::numeric_limits<std::size_t>::max() / elem,
-                   "shape.overflow", "tensor of shape " + shape_to_string(shape_) + " does not fit in memory");
+        BPUQ_CHECK(static_cast<std::uint64_t>(n) <= detail::kMaxTensorBytes / elem, "shape.overflow",
+                   "tensor of shape " + shape_to_string(shape_) + " (" + dtype_name(dtype_) +
+                       ") is larger than the 2^48-byte limit");
         bytes_ = static_cast<std::size_t>(n) * elem;
-        auto* p = static_cast<std::byte*>(::operator new[](bytes_ ? bytes_ : 1, std::align_val_t(detail::kTensorAlignment)));
+        std::byte* p = nullptr;
+#if BPUQ_HAS_EXCEPTIONS
+        try {
+            p = static_cast<std::byte*>(::operator new[](bytes_ ? bytes_ : 1, std::align_val_t(detail::kTensorAlignment)));
+        } catch (const std::bad_alloc&) {
+            BPUQ_THROW("tensor.alloc", "cannot allocate " + std::to_string(bytes_) + " bytes for a tensor of shape " +
+                                           shape_to_string(shape_));
+        }
+#else
+        p = static_cast<std::byte*>(::operator new[](bytes_ ? bytes_ : 1, std::align_val_t(detail::kTensorAlignment)));
+#endif
         std::memset(p, 0, bytes_);
         storage_ = std::shared_ptr<std::byte>(p, detail::AlignedDeleter{});
         data_ = p;
@@ -1285,4 +1299,1425 @@ private:
 
 BPUQ_NAMESPACE_END
 // ---- bpuq/observe.hpp -------------------------------------------------------
-// Umbrella header of the observe layer: streaming calibration observers.
+// Umbrella header of the observe layer: streaming calibration observers (std only).
+
+// ---- bpuq/observe/histogram.hpp ---------------------------------------------
+// Histogram of |x| on a canonical power-of-two grid: streaming, bounded, exactly mergeable.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+// ---- bpuq/observe/detail/scan.hpp -------------------------------------------
+// One-pass batch statistics (min, max, max |x|, finiteness) on float bit patterns.
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+
+BPUQ_NAMESPACE_BEGIN
+namespace detail {
+
+// Why integers: for non-negative floats the IEEE bit pattern orders like the value, and
+// `bits ^ ((bits >> 31) & 0x7fffffff)` (as int32) orders every finite float like its value.
+// Integer min/max reductions vectorize without -ffast-math and see NaN/Inf as large keys,
+// so a single pass gives the range and the finiteness check.
+constexpr std::uint32_t kAbsMask = 0x7fffffffu;
+constexpr std::uint32_t kInfBits = 0x7f800000u;
+
+inline std::int32_t float_order_key(float x) noexcept {
+    std::int32_t b;
+    std::memcpy(&b, &x, sizeof b);
+    return b ^ ((b >> 31) & 0x7fffffff);
+}
+inline float float_from_order_key(std::int32_t k) noexcept {
+    const std::int32_t b = k ^ ((k >> 31) & 0x7fffffff);
+    float x;
+    std::memcpy(&x, &b, sizeof x);
+    return x;
+}
+inline float float_from_bits(std::uint32_t b) noexcept {
+    float x;
+    std::memcpy(&x, &b, sizeof x);
+    return x;
+}
+
+/// Running statistics of one or more spans; combine() merges two.
+struct BatchStats {
+    std::int32_t min_key = 0x7fffffff;  // key of +NaN: above everything
+    std::int32_t max_key = -0x7fffffff - 1;
+    std::uint32_t abs_bits = 0;  // bit pattern of max |x|
+    std::uint64_t count = 0;
+
+    bool empty() const noexcept { return count == 0; }
+    bool finite() const noexcept { return abs_bits < kInfBits; }
+    float min() const noexcept { return float_from_order_key(min_key); }
+    float max() const noexcept { return float_from_order_key(max_key); }
+    float absmax() const noexcept { return float_from_bits(abs_bits); }
+    void combine(const BatchStats& o) noexcept {
+        min_key = o.min_key < min_key ? o.min_key : min_key;
+        max_key = o.max_key > max_key ? o.max_key : max_key;
+        abs_bits = o.abs_bits > abs_bits ? o.abs_bits : abs_bits;
+        count += o.count;
+    }
+};
+
+/// Accumulate min/max/absmax of x[0..n) into `s` (NaN and Inf show up as !s.finite()).
+inline void scan_span(const float* x, std::size_t n, BatchStats& s) noexcept {
+    std::int32_t lo = s.min_key, hi = s.max_key;
+    std::uint32_t am = s.abs_bits;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::int32_t b;
+        std::memcpy(&b, x + i, sizeof b);
+        const std::int32_t k = b ^ ((b >> 31) & 0x7fffffff);
+        const std::uint32_t a = static_cast<std::uint32_t>(b) & kAbsMask;
+        lo = k < lo ? k : lo;
+        hi = k > hi ? k : hi;
+        am = a > am ? a : am;
+    }
+    s.min_key = lo;
+    s.max_key = hi;
+    s.abs_bits = am;
+    s.count += n;
+}
+
+/// Number of NaN/Inf values (only called to build an error message).
+inline std::uint64_t count_nonfinite(const float* x, std::size_t n) noexcept {
+    std::uint64_t c = 0;
+    for (std::size_t i = 0; i < n; ++i) c += std::isfinite(x[i]) ? 0 : 1;
+    return c;
+}
+
+/// The observe.nonfinite error: which observer, how many values out of how many.
+[[noreturn]] inline void throw_nonfinite(const std::string& who, std::uint64_t bad, std::uint64_t total) {
+    BPUQ_THROW("observe.nonfinite", who + ": " + std::to_string(bad) + " of " + std::to_string(total) +
+                                        " observed values are NaN or Inf; calibration data and activations "
+                                        "must be finite");
+#if !BPUQ_HAS_EXCEPTIONS
+    std::abort();
+#endif
+}
+
+}  // namespace detail
+BPUQ_NAMESPACE_END
+
+BPUQ_NAMESPACE_BEGIN
+
+/// Histogram of |x| over [0, bins() * bin_width()), with memory bounded by max_bins().
+///
+/// The grid is a function of the largest |x| seen so far (M) and nothing else:
+///   bin width w = 2^e, e = the smallest integer >= kMinExponent with floor(M / 2^e) < max_bins
+///   bins       = floor(M / w) + 1   (so max_bins/2 < bins <= max_bins once M is large enough)
+///   bin of x   = floor(|x| / w)     (exact in float: a multiplication by a power of two)
+/// When a batch raises M, either the bin count grows (same width, new empty bins at the top)
+/// or the width doubles k times and old bin j merges into bin j >> k. Both are exact, so the
+/// counts equal binning every value ever seen directly on the final grid: the histogram
+/// does not depend on batch order or batch boundaries, and merge(a, b) is bitwise equal to
+/// observing a's data then b's (what parallel calibration needs). See docs/CALIBRATION.md.
+class Histogram {
+public:
+    /// Smallest width exponent: 2^-kMinExponent must be a normal float (the binning multiplier).
+    static constexpr int kMinExponent = -126;
+    /// Bin indices stay below 2^24 so that |x| / w and the index are exact in float.
+    static constexpr std::size_t kMaxBinsLimit = std::size_t(1) << 24;
+
+    explicit Histogram(std::size_t max_bins = 2048) : max_bins_(max_bins), counts_(1, 0) {
+        BPUQ_CHECK(max_bins >= 2 && max_bins <= kMaxBinsLimit, "observe.bins",
+                   "histogram bin count " + std::to_string(max_bins) + " is outside [2, 16777216]");
+    }
+
+    // ---- observing ------------------------------------------------------------------
+    /// Adds |x| of every value of x[0..n). NaN/Inf are an error (observe.nonfinite).
+    void add_abs(const float* x, std::size_t n, const char* who = "histogram observer") {
+        detail::BatchStats s;
+        detail::scan_span(x, n, s);
+        if (!s.finite()) detail::throw_nonfinite(who, detail::count_nonfinite(x, n), n);
+        reserve_range(s.absmax());
+        add_abs_in_range(x, n);
+    }
+
+    /// Makes the grid cover |x| <= absmax (grows or coarsens; never loses counts).
+    void reserve_range(float absmax) {
+        BPUQ_CHECK(absmax >= 0.0f && std::isfinite(absmax), "observe.nonfinite",
+                   "histogram range " + std::to_string(absmax) + " must be finite and >= 0");
+        if (absmax <= absmax_) return;
+        absmax_ = absmax;
+        regrid(exponent_for(absmax, max_bins_), bins_for(absmax, exponent_for(absmax, max_bins_)));
+    }
+
+    /// Bins x[0..n) whose |x| is already within the range (reserve_range first). The hot loop:
+    /// one multiply, one truncation, one clamp (guards against misuse), one increment.
+    void add_abs_in_range(const float* x, std::size_t n) noexcept {
+        const float inv = inv_width();
+        const std::uint32_t last = static_cast<std::uint32_t>(counts_.size() - 1);
+        std::uint64_t* c = counts_.data();
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto j = static_cast<std::uint32_t>(std::fabs(x[i]) * inv);
+            c[j < last ? j : last] += 1;
+        }
+        total_ += n;
+    }
+
+    /// Adds another histogram's counts: the result equals observing both data streams.
+    void merge(const Histogram& other) {
+        BPUQ_CHECK(other.max_bins_ == max_bins_, "observe.merge",
+                   "cannot merge histograms with different bin limits (" + std::to_string(max_bins_) + " and " +
+                       std::to_string(other.max_bins_) + ")");
+        reserve_range(other.absmax_);
+        const int shift = exponent_ - other.exponent_;  // >= 0: this grid is at least as coarse
+        BPUQ_ASSERT(shift >= 0);
+        for (std::size_t j = 0; j < other.counts_.size(); ++j) {
+            if (!other.counts_[j]) continue;
+            const std::size_t to = shift >= 64 ? 0 : (j >> shift);
+            counts_[std::min(to, counts_.size() - 1)] += other.counts_[j];
+        }
+        total_ += other.total_;
+    }
+
+    // ---- reading --------------------------------------------------------------------
+    std::size_t max_bins() const noexcept { return max_bins_; }
+    std::size_t bins() const noexcept { return counts_.size(); }
+    const std::vector<std::uint64_t>& counts() const noexcept { return counts_; }
+    std::uint64_t count(std::size_t j) const noexcept { return counts_[j]; }
+    std::uint64_t total() const noexcept { return total_; }
+    bool empty() const noexcept { return total_ == 0; }
+    /// Largest |x| observed (exact).
+    float absmax() const noexcept { return absmax_; }
+    /// log2 of the bin width.
+    int width_exponent() const noexcept { return exponent_; }
+    double bin_width() const noexcept { return std::ldexp(1.0, exponent_); }
+    double bin_lower(std::size_t j) const noexcept { return static_cast<double>(j) * bin_width(); }
+    double bin_upper(std::size_t j) const noexcept { return static_cast<double>(j + 1) * bin_width(); }
+    /// Bytes of counts held (bounded by max_bins() * 8).
+    std::size_t memory_bytes() const noexcept { return counts_.capacity() * sizeof(std::uint64_t); }
+
+    /// Bitwise equality of grid and counts (what the merge tests compare).
+    friend bool operator==(const Histogram& a, const Histogram& b) noexcept {
+        return a.max_bins_ == b.max_bins_ && a.exponent_ == b.exponent_ && a.absmax_ == b.absmax_ &&
+               a.total_ == b.total_ && a.counts_ == b.counts_;
+    }
+    friend bool operator!=(const Histogram& a, const Histogram& b) noexcept { return !(a == b); }
+
+    /// The canonical width exponent for a maximum `absmax` (see the class comment).
+    static int exponent_for(float absmax, std::size_t max_bins) noexcept {
+        if (!(absmax > 0.0f)) return kMinExponent;
+        const double m = absmax, nb = static_cast<double>(max_bins);
+        int e = std::max(kMinExponent, std::ilogb(m) - std::ilogb(nb) - 1);
+        while (std::floor(std::ldexp(m, -e)) >= nb) ++e;
+        while (e > kMinExponent && std::floor(std::ldexp(m, -(e - 1))) < nb) --e;
+        return e;
+    }
+    static std::size_t bins_for(float absmax, int exponent) noexcept {
+        return static_cast<std::size_t>(std::floor(std::ldexp(static_cast<double>(absmax), -exponent))) + 1;
+    }
+
+    /// Bins a batch into a histogram of |x| for x < 0 and one of x >= 0 (asymmetric
+    /// percentile); both ranges must already cover the data (reserve_range).
+    friend void add_signed_in_range(Histogram& negative, Histogram& positive, const float* x,
+                                    std::size_t n) noexcept {
+        const float inv_n = negative.inv_width(), inv_p = positive.inv_width();
+        const auto last_n = static_cast<std::uint32_t>(negative.counts_.size() - 1);
+        const auto last_p = static_cast<std::uint32_t>(positive.counts_.size() - 1);
+        std::uint64_t* cn = negative.counts_.data();
+        std::uint64_t* cp = positive.counts_.data();
+        std::uint64_t negatives = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (x[i] < 0.0f) {
+                const auto j = static_cast<std::uint32_t>(-x[i] * inv_n);
+                cn[j < last_n ? j : last_n] += 1;
+                ++negatives;
+            } else {
+                const auto j = static_cast<std::uint32_t>(x[i] * inv_p);
+                cp[j < last_p ? j : last_p] += 1;
+            }
+        }
+        negative.total_ += negatives;
+        positive.total_ += n - negatives;
+    }
+
+private:
+    float inv_width() const noexcept { return std::ldexp(1.0f, -exponent_); }
+
+    void regrid(int exponent, std::size_t bins) {
+        BPUQ_ASSERT(exponent >= exponent_ && bins <= max_bins_);
+        const int shift = exponent - exponent_;
+        if (shift > 0) {
+            // Old bin j lands in bin j >> shift; indices only decrease, so merge in place.
+            for (std::size_t j = 0; j < counts_.size(); ++j) {
+                const std::size_t to = shift >= 64 ? 0 : (j >> shift);
+                if (to != j) {
+                    counts_[to] += counts_[j];
+                    counts_[j] = 0;
+                }
+            }
+            std::size_t used = counts_.size() == 0 ? 0 : (shift >= 64 ? 1 : ((counts_.size() - 1) >> shift) + 1);
+            counts_.resize(used);
+        }
+        exponent_ = exponent;
+        if (bins > counts_.size()) {
+            if (counts_.capacity() < bins) counts_.reserve(std::min(max_bins_, std::max(bins, 2 * counts_.capacity())));
+            counts_.resize(bins, 0);
+        }
+    }
+
+    std::size_t max_bins_;
+    int exponent_ = kMinExponent;
+    float absmax_ = 0.0f;
+    std::uint64_t total_ = 0;
+    std::vector<std::uint64_t> counts_;  // bin j counts |x| in [j w, (j + 1) w)
+};
+
+BPUQ_NAMESPACE_END
+// ---- bpuq/observe/kl.hpp ----------------------------------------------------
+// KL (entropy) threshold search on a histogram of |x|: the TensorRT variant, O(levels) per candidate.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+
+BPUQ_NAMESPACE_BEGIN
+
+/// Where the threshold sits for the best number of kept bins i*.
+enum class KlThresholdPlacement {
+    bin_centre,  ///< T = (i* + 0.5) w  (ncnn; ALGORITHMS.md)
+    bin_edge,    ///< T = i* w          (NVIDIA pytorch-quantization)
+};
+
+struct KlOptions {
+    /// Search on a histogram reduced to at most this many bins by summing groups of
+    /// ceil(bins / search_bins) adjacent bins (Horizon: num_bin = 1024; NVIDIA searches its
+    /// 2048+ collection bins directly). 0 searches the histogram as collected.
+    std::size_t search_bins = 1024;
+    KlThresholdPlacement placement = KlThresholdPlacement::bin_centre;
+    /// A bin with P > 0 but Q = 0 (only possible for the bin that receives the folded
+    /// outliers when its own count is 0) contributes p ln(p / epsilon) (normalized p).
+    double epsilon = 1e-10;
+};
+
+struct KlResult {
+    float threshold = 0.0f;    ///< the clip value (never above max |x|)
+    std::size_t kept_bins = 0;  ///< i*, on the search grid
+    std::size_t search_bins = 0;  ///< bins of the search grid
+    double search_width = 0.0;  ///< bin width of the search grid
+    double divergence = 0.0;    ///< KL at i* (0 when no clipping candidate exists)
+};
+
+namespace detail {
+
+inline int kl_levels(int bits) {
+    BPUQ_CHECK(bits == 8 || bits == 16, "observe.bits",
+               "threshold search bit width " + std::to_string(bits) + " is not supported; use 8 or 16");
+    return 1 << (bits - 1);
+}
+
+/// KL_i for every candidate i = levels .. B (index i - levels of the result), per
+/// ALGORITHMS.md §2. With prefix sums over the bins
+///   S0[j] = sum_{t<j} H_t,  S1[j] = sum_{t<j} H_t ln H_t,  C[j] = #{t < j : H_t > 0}
+/// every group k of bins [a_k, b_k), a_k = ceil(k i / L), costs O(1):
+///   N KL_i = sum_j P_j ln P_j - sum_j P_j ln Q_j + N ln(S0[i] / N)   (P sums to N, Q to S0[i])
+///   sum_j P_j ln P_j = S1[i-1] + P_{i-1} ln P_{i-1},   P_{i-1} = H_{i-1} + (N - S0[i])
+///   sum_j P_j ln Q_j = sum_k g_k ln(g_k / c_k) (+ the outlier mass on the last bin)
+/// with g_k = S0[b_k] - S0[a_k] and c_k = C[b_k] - C[a_k]; Q sums to S0[i].
+inline std::vector<double> kl_divergences(const std::uint64_t* h, std::size_t bins, int levels, double epsilon) {
+    std::vector<double> out;
+    const std::size_t L = static_cast<std::size_t>(levels);
+    if (bins < L) return out;
+    std::vector<double> s0(bins + 1, 0.0), s1(bins + 1, 0.0);
+    std::vector<std::uint64_t> cnt(bins + 1, 0);
+    for (std::size_t j = 0; j < bins; ++j) {
+        const double v = static_cast<double>(h[j]);
+        s0[j + 1] = s0[j] + v;
+        s1[j + 1] = s1[j] + (h[j] ? v * std::log(v) : 0.0);
+        cnt[j + 1] = cnt[j] + (h[j] ? 1 : 0);
+    }
+    const double n = s0[bins];
+    out.assign(bins - L + 1, std::numeric_limits<double>::infinity());
+    if (!(n > 0.0)) return out;
+    const double log_n = std::log(n);
+    for (std::size_t i = L; i <= bins; ++i) {
+        const double kept = s0[i];
+        if (!(kept > 0.0)) continue;  // Q would be all zero: not a candidate
+        const double outliers = n - kept;
+        const double h_last = static_cast<double>(h[i - 1]);
+        const double p_last = h_last + outliers;
+        double plogp = s1[i - 1] + (p_last > 0.0 ? p_last * std::log(p_last) : 0.0);
+        double plogq = 0.0;
+        for (std::size_t k = 0; k < L; ++k) {
+            const std::size_t a = (k * i + L - 1) / L, b = ((k + 1) * i + L - 1) / L;
+            const std::uint64_t c = cnt[b] - cnt[a];
+            if (c == 0) continue;
+            const double g = s0[b] - s0[a];
+            plogq += g * std::log(g / static_cast<double>(c));
+        }
+        // The last group holds bin i-1: its P is h_last + outliers, not h_last.
+        const std::size_t a_last = ((L - 1) * i + L - 1) / L;
+        const std::uint64_t c_last = cnt[i] - cnt[a_last];
+        double extra = 0.0;     // KL term of bin i-1 when Q_{i-1} = 0 (already normalized)
+        double included = n;    // P mass of the bins where Q > 0
+        if (outliers > 0.0) {
+            if (h_last > 0.0) {
+                const double g = s0[i] - s0[a_last];
+                plogq += outliers * std::log(g / static_cast<double>(c_last));
+            } else {
+                // P_{i-1} > 0 = Q_{i-1}: smoothed term, and keep it out of the closed form.
+                plogp -= p_last * std::log(p_last);
+                const double p = p_last / n;
+                extra = p * std::log(p / epsilon);
+                included = n - p_last;
+            }
+        }
+        out[i - L] = (plogp - plogq) / n + (included / n) * (std::log(kept) - log_n) + extra;
+    }
+    return out;
+}
+
+}  // namespace detail
+
+/// Entropy calibration (ALGORITHMS.md §2, TensorRT variant): choose the number of kept bins
+/// i in [L, B] (L = 2^(bits-1)) minimizing KL(P || Q), P = the kept bins with the outliers
+/// folded into the last one, Q = P's L-level requantization expanded over its non-empty bins.
+/// Ties go to the larger i (less clipping). When the search grid has fewer than L bins,
+/// L levels resolve every bin: no clipping, T = max |x|.
+inline KlResult kl_search(const Histogram& h, int bits = 8, const KlOptions& opt = {}) {
+    const int levels = detail::kl_levels(bits);
+    BPUQ_CHECK(opt.search_bins == 0 || opt.search_bins >= 2, "observe.bins",
+               "KL search bin count " + std::to_string(opt.search_bins) + " must be 0 (as collected) or >= 2");
+    BPUQ_CHECK(opt.epsilon > 0.0, "observe.kl", "KL smoothing epsilon must be > 0");
+    KlResult r;
+    r.threshold = h.absmax();
+    if (h.empty() || !(h.absmax() > 0.0f)) return r;
+
+    const std::vector<std::uint64_t>* grid = &h.counts();
+    std::vector<std::uint64_t> reduced;
+    std::size_t factor = 1;
+    if (opt.search_bins != 0 && h.bins() > opt.search_bins) {
+        factor = (h.bins() + opt.search_bins - 1) / opt.search_bins;
+        reduced.assign((h.bins() + factor - 1) / factor, 0);
+        for (std::size_t j = 0; j < h.bins(); ++j) reduced[j / factor] += h.count(j);
+        grid = &reduced;
+    }
+    const std::size_t bins = grid->size();
+    r.search_bins = bins;
+    r.search_width = h.bin_width() * static_cast<double>(factor);
+    r.kept_bins = bins;
+    if (bins <= static_cast<std::size_t>(levels)) return r;
+
+    const std::vector<double> kl = detail::kl_divergences(grid->data(), bins, levels, opt.epsilon);
+    std::size_t best = kl.size() - 1;
+    for (std::size_t t = 0; t < kl.size(); ++t)
+        if (kl[t] <= kl[best]) best = t;  // scanning upward with <=: the last minimum wins
+    r.kept_bins = best + static_cast<std::size_t>(levels);
+    r.divergence = kl[best];
+    const double offset = opt.placement == KlThresholdPlacement::bin_centre ? 0.5 : 0.0;
+    const double t = (static_cast<double>(r.kept_bins) + offset) * r.search_width;
+    r.threshold = std::min(static_cast<float>(t), h.absmax());
+    return r;
+}
+
+/// The KL threshold alone.
+inline float kl_threshold(const Histogram& h, int bits = 8, const KlOptions& opt = {}) {
+    return kl_search(h, bits, opt).threshold;
+}
+
+BPUQ_NAMESPACE_END
+// ---- bpuq/observe/minmax.hpp ------------------------------------------------
+// MinMaxObserver: running [min, max] of a stream of batches, optionally as a moving average.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+
+BPUQ_NAMESPACE_BEGIN
+
+/// Running minimum and maximum (ALGORITHMS.md §2).
+///
+/// Plain mode: min = min over all values, max likewise (order-independent, exact).
+/// EMA mode (moving average over batches, c = ema_c, default 0.01):
+///   first batch: min = min_b;  later batches: min += c (min_b - min)   (max likewise)
+/// EMA depends on batch order; merge(a, b) reproduces "a's batches, then b's" exactly in
+/// real arithmetic: after b's n_b batches the part of the state that came from before b's
+/// first batch decays by (1-c)^n_b, so  min = min_b_alone + (1-c)^n_b (min_a - first_min_b).
+class MinMaxObserver {
+public:
+    MinMaxObserver() = default;
+    explicit MinMaxObserver(bool ema, double ema_c = 0.01) : ema_(ema), c_(ema_c) {
+        BPUQ_CHECK(!ema || (ema_c > 0.0 && ema_c <= 1.0), "observe.ema",
+                   "moving-average constant " + std::to_string(ema_c) + " must be in (0, 1]");
+    }
+
+    /// Observes one batch x[0..n). An empty batch changes nothing; NaN/Inf is an error.
+    void observe(const float* x, std::size_t n, const char* who = "minmax observer") {
+        if (n == 0) return;
+        detail::BatchStats s;
+        detail::scan_span(x, n, s);
+        if (!s.finite()) detail::throw_nonfinite(who, detail::count_nonfinite(x, n), n);
+        observe_batch_range(s.min(), s.max());
+    }
+
+    /// Observes one batch whose range is already known (per-channel drivers compute it).
+    void observe_batch_range(float batch_min, float batch_max) {
+        BPUQ_CHECK(std::isfinite(batch_min) && std::isfinite(batch_max) && batch_min <= batch_max,
+                   "observe.range",
+                   "batch range [" + std::to_string(batch_min) + ", " + std::to_string(batch_max) +
+                       "] must be finite and ordered");
+        if (batches_ == 0) {
+            min_ = first_min_ = batch_min;
+            max_ = first_max_ = batch_max;
+        } else if (ema_) {
+            min_ += c_ * (static_cast<double>(batch_min) - min_);
+            max_ += c_ * (static_cast<double>(batch_max) - max_);
+        } else {
+            min_ = std::min(min_, static_cast<double>(batch_min));
+            max_ = std::max(max_, static_cast<double>(batch_max));
+        }
+        ++batches_;
+    }
+
+    /// Combines with an observer that saw later batches (see the class comment for EMA).
+    void merge(const MinMaxObserver& later) {
+        BPUQ_CHECK(ema_ == later.ema_ && c_ == later.c_, "observe.merge",
+                   "cannot merge min/max observers with different moving-average settings");
+        if (later.batches_ == 0) return;
+        if (batches_ == 0) {
+            *this = later;
+            return;
+        }
+        if (ema_) {
+            const double decay = std::pow(1.0 - c_, static_cast<double>(later.batches_));
+            min_ = later.min_ + decay * (min_ - later.first_min_);
+            max_ = later.max_ + decay * (max_ - later.first_max_);
+        } else {
+            min_ = std::min(min_, later.min_);
+            max_ = std::max(max_, later.max_);
+        }
+        batches_ += later.batches_;
+    }
+
+    bool empty() const noexcept { return batches_ == 0; }
+    std::uint64_t batches() const noexcept { return batches_; }
+    bool ema() const noexcept { return ema_; }
+    double ema_constant() const noexcept { return c_; }
+    /// Range seen so far; [0, 0] before any batch.
+    float min() const noexcept { return static_cast<float>(min_); }
+    float max() const noexcept { return static_cast<float>(max_); }
+    /// Symmetric threshold max(|min|, |max|).
+    float threshold() const noexcept { return std::max(std::fabs(min()), std::fabs(max())); }
+
+    QParams qparams(int bits = 8, bool symmetric = true) const {
+        return symmetric ? qparams_from_threshold(threshold(), bits) : qparams_from_range(min(), max(), bits, false);
+    }
+
+private:
+    bool ema_ = false;
+    double c_ = 0.01;
+    std::uint64_t batches_ = 0;
+    double min_ = 0.0, max_ = 0.0;              // the state (double: EMA accumulates)
+    double first_min_ = 0.0, first_max_ = 0.0;  // first batch's range, for merging EMA
+};
+
+BPUQ_NAMESPACE_END
+// ---- bpuq/observe/mse.hpp ---------------------------------------------------
+// MSE threshold search on a histogram of |x|: the clip minimizing the expected squared error.
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+
+BPUQ_NAMESPACE_BEGIN
+
+struct MseResult {
+    float threshold = 0.0f;  ///< the clip value a* (never above max |x|)
+    std::size_t kept_bins = 0;  ///< i*: a* = i* w (or max |x| when i* = bins)
+    double mse = 0.0;        ///< the model's mean squared error at a*
+};
+
+namespace detail {
+/// Model MSE (per value) of clipping at a_i = i w for i = first .. B, with a_B = max |x|.
+/// Values are uniform inside their bin; with step s = a / qmax (symmetric, qmax = 2^(bits-1)-1):
+///   bins below a (j < i): rounding noise s^2 / 12 per value
+///   bins above a (j >= i): clipped to a: E[(x - a)^2] = (c_j - a)^2 + w^2 / 12, c_j = (j + 1/2) w
+/// so  N mse(a) = S0[i] s^2/12 + sum_{j>=i} H_j ((c_j - a)^2 + w^2/12), and the clipped sum is
+/// R2 - 2 a R1 + a^2 R0 + R0 w^2/12 with suffix sums R0 = sum H_j, R1 = sum H_j c_j,
+/// R2 = sum H_j c_j^2: O(1) per candidate.
+inline std::vector<double> mse_candidates(const Histogram& h, int bits, std::size_t first) {
+    const std::size_t bins = h.bins();
+    std::vector<double> out;
+    if (first > bins) return out;
+    const double w = h.bin_width();
+    const double qmax = static_cast<double>((1 << (bits - 1)) - 1);
+    std::vector<double> r0(bins + 1, 0.0), r1(bins + 1, 0.0), r2(bins + 1, 0.0);
+    for (std::size_t j = bins; j-- > 0;) {
+        const double v = static_cast<double>(h.count(j)), c = (static_cast<double>(j) + 0.5) * w;
+        r0[j] = r0[j + 1] + v;
+        r1[j] = r1[j + 1] + v * c;
+        r2[j] = r2[j + 1] + v * c * c;
+    }
+    const double n = r0[0];
+    out.assign(bins - first + 1, 0.0);
+    for (std::size_t i = first; i <= bins; ++i) {
+        const double a = i == bins ? static_cast<double>(h.absmax()) : static_cast<double>(i) * w;
+        const double s = a / qmax;
+        const double inside = (n - r0[i]) * s * s / 12.0;
+        const double clipped = std::max(0.0, r2[i] - 2.0 * a * r1[i] + a * a * r0[i]) + r0[i] * w * w / 12.0;
+        out[i - first] = n > 0.0 ? (inside + clipped) / n : 0.0;
+    }
+    return out;
+}
+}  // namespace detail
+
+/// MSE calibration (ALGORITHMS.md §2): among the clip values a at the bin edges from bin L
+/// (L = 2^(bits-1), clipping below L bins would make the grid finer than the histogram) up to
+/// max |x|, pick the one with the smallest model MSE (see detail::mse_candidates). Ties go to
+/// the larger clip. A histogram with fewer than L bins is not clipped.
+inline MseResult mse_search(const Histogram& h, int bits = 8) {
+    const int levels = detail::kl_levels(bits);
+    MseResult r;
+    r.threshold = h.absmax();
+    r.kept_bins = h.bins();
+    if (h.empty() || !(h.absmax() > 0.0f)) return r;
+    const std::size_t first = std::min(static_cast<std::size_t>(levels), h.bins());
+    const std::vector<double> m = detail::mse_candidates(h, bits, first);
+    std::size_t best = m.size() - 1;
+    for (std::size_t t = 0; t < m.size(); ++t)
+        if (m[t] <= m[best]) best = t;
+    r.kept_bins = first + best;
+    r.mse = m[best];
+    r.threshold = r.kept_bins == h.bins() ? h.absmax()
+                                          : std::min(static_cast<float>(static_cast<double>(r.kept_bins) * h.bin_width()),
+                                                     h.absmax());
+    return r;
+}
+
+/// The MSE threshold alone.
+inline float mse_threshold(const Histogram& h, int bits = 8) { return mse_search(h, bits).threshold; }
+
+BPUQ_NAMESPACE_END
+// ---- bpuq/observe/observer.hpp ----------------------------------------------
+// Observer: the untemplated, runtime-configured calibration observer (method, bits, symmetry,
+// per-tensor or per-channel) that the calibration driver holds per tensor.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+// ---- bpuq/observe/percentile.hpp --------------------------------------------
+// Percentile threshold from a histogram of |x| (max_percentile; p = 1 gives the maximum).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+
+BPUQ_NAMESPACE_BEGIN
+
+namespace detail {
+/// Rank (1-based, among `total` sorted values) of the p-quantile: k = ceil(p * total),
+/// at least 1. A relative slack of 1e-12 keeps p * total = 999950.0000000001 from rounding
+/// up to the next rank.
+inline std::uint64_t percentile_rank(double p, std::uint64_t total) noexcept {
+    const double t = p * static_cast<double>(total);
+    auto k = static_cast<std::uint64_t>(std::ceil(t - 1e-12 * t));
+    return std::min<std::uint64_t>(std::max<std::uint64_t>(k, 1), total);
+}
+
+/// Upper bound of the k-th smallest (1-based) |x| of a histogram: min(upper edge of the bin
+/// where the cumulative count reaches k, max |x|). 0 for an empty histogram or k = 0.
+inline float rank_upper_bound(const Histogram& h, std::uint64_t k) noexcept {
+    if (h.empty() || k == 0) return 0.0f;
+    std::uint64_t cum = 0;
+    for (std::size_t j = 0; j < h.bins(); ++j) {
+        cum += h.count(j);
+        if (cum >= k) return std::min(static_cast<float>(h.bin_upper(j)), h.absmax());
+    }
+    return h.absmax();
+}
+}  // namespace detail
+
+/// Threshold T such that at least a fraction p of the observed |x| are <= T:
+///   k = ceil(p N);  j = first bin with cumulative count >= k;  T = min(upper edge of j, max |x|)
+/// The k-th smallest |x| lies in bin j, so it is <= T < it + bin_width. p = 1 returns max |x|
+/// exactly. An empty histogram gives 0.
+inline float percentile_threshold(const Histogram& h, double p) {
+    BPUQ_CHECK(p > 0.0 && p <= 1.0, "observe.percentile",
+               "percentile " + std::to_string(p) + " must be in (0, 1] (e.g. 0.99995; 1 means the maximum)");
+    if (h.empty()) return 0.0f;
+    return detail::rank_upper_bound(h, detail::percentile_rank(p, h.total()));
+}
+
+/// Signed percentile range of data split into a histogram of the negative values' |x| and
+/// one of the non-negative values (add_signed). With k = ceil(p N), N = all values:
+///   max = the k-th smallest value (from `positive`, or 0 if it is negative)
+///   min = minus the k-th smallest of -x (from `negative`, or 0)
+/// so each tail drops at most the fraction 1 - p, and p = 1 gives [min x, max x].
+inline void percentile_range(const Histogram& negative, const Histogram& positive, double p, float& rmin,
+                             float& rmax) {
+    BPUQ_CHECK(p > 0.0 && p <= 1.0, "observe.percentile",
+               "percentile " + std::to_string(p) + " must be in (0, 1] (e.g. 0.99995; 1 means the maximum)");
+    rmin = rmax = 0.0f;
+    const std::uint64_t n = negative.total() + positive.total();
+    if (n == 0) return;
+    const std::uint64_t k = detail::percentile_rank(p, n);
+    if (k > negative.total()) rmax = detail::rank_upper_bound(positive, k - negative.total());
+    if (k > positive.total()) rmin = -detail::rank_upper_bound(negative, k - positive.total());
+}
+
+/// The `max` method on a histogram: the largest |x| observed.
+inline float max_threshold(const Histogram& h) noexcept { return h.absmax(); }
+
+BPUQ_NAMESPACE_END
+
+BPUQ_NAMESPACE_BEGIN
+
+/// Calibration methods (SPEC.md §1.2); `max` with percentile < 1 is `percentile`.
+enum class CalibMethod { max, percentile, kl, mse };
+
+inline const char* calib_method_name(CalibMethod m) noexcept {
+    switch (m) {
+        case CalibMethod::max: return "max";
+        case CalibMethod::percentile: return "percentile";
+        case CalibMethod::kl: return "kl";
+        case CalibMethod::mse: return "mse";
+    }
+    return "unknown";
+}
+
+inline CalibMethod parse_calib_method(const std::string& s) {
+    if (s == "max") return CalibMethod::max;
+    if (s == "percentile") return CalibMethod::percentile;
+    if (s == "kl") return CalibMethod::kl;
+    if (s == "mse") return CalibMethod::mse;
+    BPUQ_THROW("observe.method", "calibration method '" + s + "' is unknown; allowed: max, percentile, kl, mse");
+}
+
+/// Everything an Observer needs to know, as runtime data.
+struct ObserverConfig {
+    CalibMethod method = CalibMethod::max;
+    int bits = 8;                ///< 8 or 16 (L = 2^(bits-1) levels in the threshold searches)
+    bool symmetric = true;       ///< threshold on |x|, or an asymmetric [min, max] (max, percentile)
+    int channel_axis = -1;       ///< -1: per tensor; else one range per index of this axis
+    bool ema = false;            ///< max only: moving average of the batch ranges
+    double ema_c = 0.01;         ///< moving-average constant
+    double percentile = 0.99995; ///< percentile method: the kept fraction p in (0, 1]
+    std::size_t histogram_bins = 16384;  ///< bin limit of the histograms (Horizon max_num_bin)
+    KlOptions kl{};              ///< KL search grid and threshold placement
+    std::string name = "observer";  ///< names the tensor in error messages
+};
+
+/// Per-tensor or per-channel observer with a runtime method. It streams: state is one
+/// min/max per channel plus, for the histogram methods, one Histogram per channel (two for
+/// the asymmetric percentile), whatever the number of batches.
+class Observer {
+public:
+    explicit Observer(ObserverConfig cfg) : cfg_(std::move(cfg)) {
+        const std::string& n = cfg_.name;
+        BPUQ_CHECK(cfg_.bits == 8 || cfg_.bits == 16, "observe.config",
+                   n + ": bit width " + std::to_string(cfg_.bits) + " is not supported; use 8 or 16");
+        BPUQ_CHECK(cfg_.symmetric || cfg_.bits == 8, "observe.config",
+                   n + ": 16-bit tensors are symmetric on the BPU; asymmetric needs bits = 8");
+        BPUQ_CHECK(cfg_.symmetric || cfg_.method == CalibMethod::max || cfg_.method == CalibMethod::percentile,
+                   "observe.config",
+                   n + ": method " + calib_method_name(cfg_.method) +
+                       " searches a threshold of |x| and is symmetric only; asymmetric supports max and percentile");
+        BPUQ_CHECK(!cfg_.ema || cfg_.method == CalibMethod::max, "observe.config",
+                   n + ": the moving average applies to the max method only, not " + calib_method_name(cfg_.method));
+        BPUQ_CHECK(cfg_.channel_axis >= -1, "observe.axis",
+                   n + ": channel axis " + std::to_string(cfg_.channel_axis) + " must be -1 (per tensor) or >= 0");
+        BPUQ_CHECK(cfg_.percentile > 0.0 && cfg_.percentile <= 1.0, "observe.percentile",
+                   n + ": percentile " + std::to_string(cfg_.percentile) + " must be in (0, 1]");
+        BPUQ_CHECK(cfg_.histogram_bins >= 2 && cfg_.histogram_bins <= Histogram::kMaxBinsLimit, "observe.bins",
+                   n + ": histogram bin count " + std::to_string(cfg_.histogram_bins) + " is outside [2, 16777216]");
+        (void)MinMaxObserver(cfg_.ema, cfg_.ema_c);  // validates ema_c
+        if (cfg_.channel_axis < 0) allocate(1);
+    }
+
+    // ---- observing ------------------------------------------------------------------
+    /// One batch of a per-tensor observer (any layout).
+    void observe(const float* x, std::size_t n) {
+        BPUQ_CHECK(cfg_.channel_axis < 0, "observe.axis",
+                   cfg_.name + ": a per-channel observer needs the tensor shape, not a flat span");
+        observe(x, Shape{static_cast<std::int64_t>(n)});
+    }
+
+    /// One batch: a dense C-order float tensor of `shape`; per channel the channel axis of
+    /// the config selects the channel and every other axis is reduced.
+    void observe(const float* x, const Shape& shape) {
+        const std::int64_t total = shape_numel(shape);
+        std::size_t outer = 1, inner = static_cast<std::size_t>(total), channels = 1;
+        if (cfg_.channel_axis >= 0) {
+            const auto axis = static_cast<std::size_t>(cfg_.channel_axis);
+            BPUQ_CHECK(axis < shape.size(), "observe.axis",
+                       cfg_.name + ": channel axis " + std::to_string(axis) + " is out of range for shape " +
+                           shape_to_string(shape));
+            channels = static_cast<std::size_t>(shape[axis]);
+            BPUQ_CHECK(channels > 0, "observe.channels", cfg_.name + ": shape " + shape_to_string(shape) +
+                                                              " has no channels on axis " + std::to_string(axis));
+            if (minmax_.empty()) allocate(channels);
+            BPUQ_CHECK(channels == minmax_.size(), "observe.channels",
+                       cfg_.name + ": batch of shape " + shape_to_string(shape) + " has " + std::to_string(channels) +
+                           " channels on axis " + std::to_string(axis) + ", earlier batches had " +
+                           std::to_string(minmax_.size()));
+            outer = 1;
+            for (std::size_t i = 0; i < axis; ++i) outer *= static_cast<std::size_t>(shape[i]);
+            inner = 1;
+            for (std::size_t i = axis + 1; i < shape.size(); ++i) inner *= static_cast<std::size_t>(shape[i]);
+        }
+        if (total == 0) return;
+
+        // Pass 1: per-channel batch statistics (and the finiteness check) over every run.
+        stats_.assign(channels, detail::BatchStats{});
+        for (std::size_t o = 0; o < outer; ++o)
+            for (std::size_t c = 0; c < channels; ++c) detail::scan_span(x + (o * channels + c) * inner, inner, stats_[c]);
+        for (std::size_t c = 0; c < channels; ++c)
+            if (!stats_[c].finite()) {
+                const std::string who = cfg_.channel_axis >= 0 ? cfg_.name + " (channel " + std::to_string(c) + ")"
+                                                               : cfg_.name;
+                detail::throw_nonfinite(who, detail::count_nonfinite(x, static_cast<std::size_t>(total)),
+                                        static_cast<std::uint64_t>(total));
+            }
+        for (std::size_t c = 0; c < channels; ++c) minmax_[c].observe_batch_range(stats_[c].min(), stats_[c].max());
+        if (!uses_histogram()) return;
+
+        // Pass 2: grow each channel's grid once for the whole batch, then bin every run.
+        for (std::size_t c = 0; c < channels; ++c) {
+            if (signed_histograms()) {
+                neg_[c].reserve_range(stats_[c].min() < 0.0f ? -stats_[c].min() : 0.0f);
+                hist_[c].reserve_range(stats_[c].max() > 0.0f ? stats_[c].max() : 0.0f);
+            } else {
+                hist_[c].reserve_range(stats_[c].absmax());
+            }
+        }
+        for (std::size_t o = 0; o < outer; ++o)
+            for (std::size_t c = 0; c < channels; ++c) {
+                const float* run = x + (o * channels + c) * inner;
+                if (signed_histograms())
+                    add_signed_in_range(neg_[c], hist_[c], run, inner);
+                else
+                    hist_[c].add_abs_in_range(run, inner);
+            }
+    }
+
+    /// One batch from a float32 Tensor.
+    void observe(const Tensor& t) {
+        BPUQ_CHECK(t.dtype() == DType::float32, "observe.dtype",
+                   cfg_.name + ": observers take float32 tensors, got " + dtype_name(t.dtype()));
+        observe(t.data<float>(), t.shape());
+    }
+
+    /// Adds the state of an observer with the same config that saw later batches (or other
+    /// samples, for parallel calibration). Equal to having observed both streams here
+    /// (bitwise for the histograms and plain min/max; see MinMaxObserver for the EMA).
+    void merge(const Observer& later) {
+        BPUQ_CHECK(later.cfg_.method == cfg_.method && later.cfg_.bits == cfg_.bits &&
+                       later.cfg_.symmetric == cfg_.symmetric && later.cfg_.channel_axis == cfg_.channel_axis &&
+                       later.cfg_.histogram_bins == cfg_.histogram_bins && later.cfg_.ema == cfg_.ema,
+                   "observe.merge", cfg_.name + ": cannot merge with observer '" + later.cfg_.name +
+                                        "' whose method, bits, symmetry, axis or bin limit differ");
+        if (later.minmax_.empty()) return;
+        if (minmax_.empty()) allocate(later.minmax_.size());
+        BPUQ_CHECK(later.minmax_.size() == minmax_.size(), "observe.merge",
+                   cfg_.name + ": cannot merge " + std::to_string(later.minmax_.size()) + " channels into " +
+                       std::to_string(minmax_.size()));
+        for (std::size_t c = 0; c < minmax_.size(); ++c) {
+            minmax_[c].merge(later.minmax_[c]);
+            if (uses_histogram()) hist_[c].merge(later.hist_[c]);
+            if (signed_histograms()) neg_[c].merge(later.neg_[c]);
+        }
+    }
+
+    // ---- results --------------------------------------------------------------------
+    const ObserverConfig& config() const noexcept { return cfg_; }
+    bool per_channel() const noexcept { return cfg_.channel_axis >= 0; }
+    /// Channels (1 per tensor; 0 for a per-channel observer before its first batch).
+    std::size_t channels() const noexcept { return minmax_.size(); }
+    bool empty() const noexcept {
+        for (const auto& m : minmax_)
+            if (!m.empty()) return false;
+        return true;
+    }
+    const MinMaxObserver& minmax(std::size_t channel = 0) const { return minmax_.at(channel); }
+    /// Histogram of |x| (symmetric) or of x >= 0 (asymmetric percentile).
+    const Histogram& histogram(std::size_t channel = 0) const { return hist_.at(channel); }
+    /// Histogram of -x for x < 0 (asymmetric percentile only).
+    const Histogram& negative_histogram(std::size_t channel = 0) const { return neg_.at(channel); }
+
+    /// Symmetric threshold of one channel by the configured method.
+    float threshold(std::size_t channel = 0) const {
+        check_ready(channel);
+        switch (cfg_.method) {
+            case CalibMethod::max: return minmax_[channel].threshold();
+            case CalibMethod::percentile:
+                if (signed_histograms()) {
+                    float lo = 0.0f, hi = 0.0f;
+                    percentile_range(neg_[channel], hist_[channel], cfg_.percentile, lo, hi);
+                    return std::max(-lo, hi);
+                }
+                return percentile_threshold(hist_[channel], cfg_.percentile);
+            case CalibMethod::kl: return kl_threshold(hist_[channel], cfg_.bits, cfg_.kl);
+            case CalibMethod::mse: return mse_threshold(hist_[channel], cfg_.bits);
+        }
+        return 0.0f;
+    }
+    std::vector<float> thresholds() const {
+        std::vector<float> t(channels());
+        for (std::size_t c = 0; c < t.size(); ++c) t[c] = threshold(c);
+        return t;
+    }
+
+    /// [min, max] of one channel: [-T, T] when symmetric.
+    void range(std::size_t channel, float& rmin, float& rmax) const {
+        if (cfg_.symmetric) {
+            rmax = threshold(channel);
+            rmin = -rmax;
+            return;
+        }
+        check_ready(channel);
+        if (cfg_.method == CalibMethod::percentile) {
+            percentile_range(neg_[channel], hist_[channel], cfg_.percentile, rmin, rmax);
+        } else {
+            rmin = minmax_[channel].min();
+            rmax = minmax_[channel].max();
+        }
+    }
+
+    /// Quantization parameters (per channel along channel_axis, or per tensor).
+    QParams qparams() const {
+        if (!per_channel()) {
+            float lo = 0.0f, hi = 0.0f;
+            range(0, lo, hi);
+            return cfg_.symmetric ? qparams_from_threshold(hi, cfg_.bits) : qparams_from_range(lo, hi, cfg_.bits, false);
+        }
+        check_ready(0);
+        std::vector<float> lo(channels()), hi(channels());
+        for (std::size_t c = 0; c < channels(); ++c) range(c, lo[c], hi[c]);
+        return qparams_from_ranges(lo, hi, cfg_.channel_axis, cfg_.bits, cfg_.symmetric);
+    }
+
+private:
+    bool uses_histogram() const noexcept { return cfg_.method != CalibMethod::max; }
+    bool signed_histograms() const noexcept { return !cfg_.symmetric && cfg_.method == CalibMethod::percentile; }
+
+    void allocate(std::size_t channels) {
+        minmax_.assign(channels, MinMaxObserver(cfg_.ema, cfg_.ema_c));
+        if (uses_histogram()) hist_.assign(channels, Histogram(cfg_.histogram_bins));
+        if (signed_histograms()) neg_.assign(channels, Histogram(cfg_.histogram_bins));
+    }
+
+    void check_ready(std::size_t channel) const {
+        BPUQ_CHECK(channel < minmax_.size() && !minmax_[channel].empty(), "observe.empty",
+                   cfg_.name + ": no data observed" +
+                       (per_channel() ? " for channel " + std::to_string(channel) : std::string()) +
+                       "; run calibration batches before asking for a range");
+    }
+
+    ObserverConfig cfg_;
+    std::vector<MinMaxObserver> minmax_;
+    std::vector<Histogram> hist_;
+    std::vector<Histogram> neg_;
+    std::vector<detail::BatchStats> stats_;  // per-batch scratch, reused
+};
+
+BPUQ_NAMESPACE_END
+// ---- bpuq/emul/program.hpp --------------------------------------------------
+// The integer program: tensors (with quantization and constant data) and nodes with attributes.
+//
+// This is what bpuq_convert lowers a calibrated graph to and what the emulator and firmware
+// runtime execute. It is deliberately generic — an op name plus named integer/float/string
+// attributes — so that the container format never changes when an op is added; the meaning of
+// each op's attributes is documented in docs/PROGRAM.md. Std only (part of the firmware header).
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+
+BPUQ_NAMESPACE_BEGIN
+namespace emul {
+
+/// How a program tensor's integers relate to reals: x = scale[c] * (q - zero_point[c]).
+/// bits == 0 marks a float tensor (CPU nodes, float model outputs).
+struct QuantInfo {
+    int bits = 0;
+    int axis = -1;  ///< per-channel axis, -1 = per-tensor
+    std::vector<float> scales;
+    std::vector<std::int32_t> zero_points;
+};
+
+struct ProgramTensor {
+    std::string name;
+    DType dtype = DType::int8;
+    Shape shape;
+    QuantInfo quant;
+    bool is_constant = false;
+    std::vector<std::uint8_t> data;  ///< constant payload, numel * dtype_size bytes, little endian
+
+    std::int64_t numel() const {
+        std::int64_t n = 1;
+        for (auto d : shape) n *= d;
+        return n;
+    }
+};
+
+/// A named attribute: a list of int64, a list of float, or a string.
+struct AttrValue {
+    enum class Kind : std::uint8_t { ints = 0, floats = 1, string = 2 };
+    Kind kind = Kind::ints;
+    std::vector<std::int64_t> ints;
+    std::vector<float> floats;
+    std::string str;
+
+    static AttrValue of_ints(std::vector<std::int64_t> v) {
+        AttrValue a;
+        a.kind = Kind::ints;
+        a.ints = std::move(v);
+        return a;
+    }
+    static AttrValue of_floats(std::vector<float> v) {
+        AttrValue a;
+        a.kind = Kind::floats;
+        a.floats = std::move(v);
+        return a;
+    }
+    static AttrValue of_string(std::string v) {
+        AttrValue a;
+        a.kind = Kind::string;
+        a.str = std::move(v);
+        return a;
+    }
+    bool operator==(const AttrValue& o) const {
+        return kind == o.kind && ints == o.ints && floats == o.floats && str == o.str;
+    }
+};
+
+struct ProgramNode {
+    std::string name;
+    std::string op;
+    std::vector<std::int32_t> inputs;   ///< tensor indices; -1 = omitted optional input
+    std::vector<std::int32_t> outputs;  ///< tensor indices
+    std::map<std::string, AttrValue> attrs;
+
+    const AttrValue* attr(const std::string& key) const {
+        auto it = attrs.find(key);
+        return it == attrs.end() ? nullptr : &it->second;
+    }
+};
+
+/// A whole integer program. Nodes are in execution (topological) order.
+struct Program {
+    std::vector<ProgramTensor> tensors;
+    std::vector<std::int32_t> inputs;
+    std::vector<std::int32_t> outputs;
+    std::vector<ProgramNode> nodes;
+    std::map<std::string, std::string> metadata;  ///< producer, source model, config summary, ...
+
+    std::int32_t find_tensor(const std::string& name) const {
+        for (std::size_t i = 0; i < tensors.size(); ++i)
+            if (tensors[i].name == name) return static_cast<std::int32_t>(i);
+        return -1;
+    }
+};
+
+}  // namespace emul
+BPUQ_NAMESPACE_END
+// ---- bpuq/emul/program_format.hpp -------------------------------------------
+// The .bpuq binary format: versioned, little-endian on every host, CRC-checked, and a loader that
+// validates every count, index and size so a corrupt or truncated file is a Status, never a crash.
+//
+// Layout (docs/PROGRAM.md):
+//   0  "BPUQPROG"   8-byte magic
+//   8  u16 major, u16 minor             format version (major must match, minor may be newer)
+//   12 u32 flags                         0
+//   16 u64 payload size
+//   24 u32 CRC-32 (IEEE) of the payload
+//   28 u32 reserved                      0
+//   32 payload: metadata, tensors, inputs, outputs, nodes (see serialize_program)
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+
+BPUQ_NAMESPACE_BEGIN
+namespace emul {
+
+constexpr std::uint16_t kProgramFormatMajor = 1;
+constexpr std::uint16_t kProgramFormatMinor = 0;
+constexpr std::size_t kProgramHeaderSize = 32;
+constexpr char kProgramMagic[8] = {'B', 'P', 'U', 'Q', 'P', 'R', 'O', 'G'};
+constexpr std::size_t kMaxRank = 8;
+
+// DType numbering is part of the file format: never reorder the enum.
+static_assert(static_cast<int>(DType::float32) == 0 && static_cast<int>(DType::int8) == 4 &&
+                  static_cast<int>(DType::uint8) == 5 && static_cast<int>(DType::int16) == 6 &&
+                  static_cast<int>(DType::int32) == 8 && static_cast<int>(DType::int64) == 10 &&
+                  static_cast<int>(DType::boolean) == 12,
+              "bpuq: DType values are stored in .bpuq files and must not change");
+
+namespace detail {
+
+inline std::uint32_t crc32(const std::uint8_t* p, std::size_t n) noexcept {
+    struct Table {
+        std::array<std::uint32_t, 256> t{};
+        Table() {
+            for (std::uint32_t i = 0; i < 256; ++i) {
+                std::uint32_t c = i;
+                for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+                t[i] = c;
+            }
+        }
+    };
+    static const Table table;  // function-local: initialized once, thread-safe, no ODR issue
+    std::uint32_t c = 0xFFFFFFFFu;
+    for (std::size_t i = 0; i < n; ++i) c = table.t[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+/// Appends little-endian values regardless of the host's byte order.
+class ByteWriter {
+public:
+    std::vector<std::uint8_t> bytes;
+    void u8(std::uint8_t v) { bytes.push_back(v); }
+    void u16(std::uint16_t v) { put(v, 2); }
+    void u32(std::uint32_t v) { put(v, 4); }
+    void u64(std::uint64_t v) { put(v, 8); }
+    void i32(std::int32_t v) { put(static_cast<std::uint32_t>(v), 4); }
+    void i64(std::int64_t v) { put(static_cast<std::uint64_t>(v), 8); }
+    void f32(float v) {
+        std::uint32_t b;
+        std::memcpy(&b, &v, 4);
+        put(b, 4);
+    }
+    void str(const std::string& s) {
+        u32(static_cast<std::uint32_t>(s.size()));
+        bytes.insert(bytes.end(), s.begin(), s.end());
+    }
+    void align8() {
+        while (bytes.size() % 8) bytes.push_back(0);
+    }
+
+private:
+    void put(std::uint64_t v, int n) {
+        for (int i = 0; i < n; ++i) bytes.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+    }
+};
+
+/// Bounds-checked little-endian reader: after any failure ok() is false and reads return 0.
+class ByteReader {
+public:
+    ByteReader(const std::uint8_t* p, std::size_t n, std::size_t base) : p_(p), n_(n), base_(base) {}
+    bool ok() const { return ok_; }
+    std::size_t position() const { return base_ + pos_; }
+    std::size_t remaining() const { return ok_ ? n_ - pos_ : 0; }
+    bool need(std::size_t k) {
+        if (!ok_ || k > n_ - pos_) ok_ = false;
+        return ok_;
+    }
+    std::uint8_t u8() { return static_cast<std::uint8_t>(get(1)); }
+    std::uint16_t u16() { return static_cast<std::uint16_t>(get(2)); }
+    std::uint32_t u32() { return static_cast<std::uint32_t>(get(4)); }
+    std::uint64_t u64() { return get(8); }
+    std::int32_t i32() { return static_cast<std::int32_t>(static_cast<std::uint32_t>(get(4))); }
+    std::int64_t i64() { return static_cast<std::int64_t>(get(8)); }
+    float f32() {
+        const std::uint32_t b = static_cast<std::uint32_t>(get(4));
+        float v;
+        std::memcpy(&v, &b, 4);
+        return v;
+    }
+    bool str(std::string& out, std::size_t max_len = 1 << 20) {
+        const std::uint32_t len = u32();
+        if (len > max_len || !need(len)) return ok_ = false;
+        out.assign(reinterpret_cast<const char*>(p_ + pos_), len);
+        pos_ += len;
+        return true;
+    }
+    bool raw(std::vector<std::uint8_t>& out, std::size_t len) {
+        if (!need(len)) return false;
+        out.assign(p_ + pos_, p_ + pos_ + len);
+        pos_ += len;
+        return true;
+    }
+    void align8() {
+        const std::size_t pad = (8 - (base_ + pos_) % 8) % 8;
+        if (need(pad)) pos_ += pad;
+    }
+
+private:
+    std::uint64_t get(int k) {
+        if (!need(static_cast<std::size_t>(k))) return 0;
+        std::uint64_t v = 0;
+        for (int i = 0; i < k; ++i) v |= static_cast<std::uint64_t>(p_[pos_ + static_cast<std::size_t>(i)]) << (8 * i);
+        pos_ += static_cast<std::size_t>(k);
+        return v;
+    }
+    const std::uint8_t* p_;
+    std::size_t n_;
+    std::size_t base_;
+    std::size_t pos_ = 0;
+    bool ok_ = true;
+};
+
+}  // namespace detail
+
+/// Serializes a program into the .bpuq byte image.
+inline std::vector<std::uint8_t> serialize_program(const Program& prog) {
+    detail::ByteWriter w;
+    // header placeholder; payload offsets are relative to the file start for alignment
+    w.bytes.resize(kProgramHeaderSize, 0);
+    w.u32(static_cast<std::uint32_t>(prog.metadata.size()));
+    for (const auto& kv : prog.metadata) {
+        w.str(kv.first);
+        w.str(kv.second);
+    }
+    w.u32(static_cast<std::uint32_t>(prog.tensors.size()));
+    for (const auto& t : prog.tensors) {
+        w.str(t.name);
+        w.u8(static_cast<std::uint8_t>(t.dtype));
+        w.u8(static_cast<std::uint8_t>(t.shape.size()));
+        w.u8(static_cast<std::uint8_t>(t.quant.bits));
+        w.u8(t.is_constant ? 1 : 0);
+        w.i32(t.quant.axis);
+        for (auto d : t.shape) w.i64(d);
+        w.u32(static_cast<std::uint32_t>(t.quant.scales.size()));
+        for (float s : t.quant.scales) w.f32(s);
+        for (std::size_t i = 0; i < t.quant.scales.size(); ++i)
+            w.i32(i < t.quant.zero_points.size() ? t.quant.zero_points[i] : 0);
+        if (t.is_constant) {
+            w.u64(t.data.size());
+            w.align8();  // constant data is 8-byte aligned in the file for zero-copy use
+            w.bytes.insert(w.bytes.end(), t.data.begin(), t.data.end());
+        }
+    }
+    w.u32(static_cast<std::uint32_t>(prog.inputs.size()));
+    for (auto id : prog.inputs) w.i32(id);
+    w.u32(static_cast<std::uint32_t>(prog.outputs.size()));
+    for (auto id : prog.outputs) w.i32(id);
+    w.u32(static_cast<std::uint32_t>(prog.nodes.size()));
+    for (const auto& n : prog.nodes) {
+        w.str(n.name);
+        w.str(n.op);
+        w.u32(static_cast<std::uint32_t>(n.inputs.size()));
+        for (auto id : n.inputs) w.i32(id);
+        w.u32(static_cast<std::uint32_t>(n.outputs.size()));
+        for (auto id : n.outputs) w.i32(id);
+        w.u32(static_cast<std::uint32_t>(n.attrs.size()));
+        for (const auto& kv : n.attrs) {
+            w.str(kv.first);
+            w.u8(static_cast<std::uint8_t>(kv.second.kind));
+            switch (kv.second.kind) {
+                case AttrValue::Kind::ints:
+                    w.u32(static_cast<std::uint32_t>(kv.second.ints.size()));
+                    for (auto v : kv.second.ints) w.i64(v);
+                    break;
+                case AttrValue::Kind::floats:
+                    w.u32(static_cast<std::uint32_t>(kv.second.floats.size()));
+                    for (auto v : kv.second.floats) w.f32(v);
+                    break;
+                case AttrValue::Kind::string: w.str(kv.second.str); break;
+            }
+        }
+    }
+    // header
+    const std::uint64_t payload = w.bytes.size() - kProgramHeaderSize;
+    const std::uint32_t crc = detail::crc32(w.bytes.data() + kProgramHeaderSize, static_cast<std::size_t>(payload));
+    detail::ByteWriter h;
+    for (char c : kProgramMagic) h.u8(static_cast<std::uint8_t>(c));
+    h.u16(kProgramFormatMajor);
+    h.u16(kProgramFormatMinor);
+    h.u32(0);
+    h.u64(payload);
+    h.u32(crc);
+    h.u32(0);
+    std::memcpy(w.bytes.data(), h.bytes.data(), kProgramHeaderSize);
+    return w.bytes;
+}
+
+/// Parses and validates a .bpuq image. On failure returns a non-ok Status and, if `error` is
+/// given, a sentence saying what is wrong and at which byte offset.
+inline Status deserialize_program(const std::uint8_t* data, std::size_t size, Program& out, std::string* error = nullptr) {
+    auto fail = [&](Status s, const std::string& what) {
+        if (error) *error = what;
+        return s;
+    };
+    if (size < kProgramHeaderSize)
+        return fail(Status::corrupt_data, "file is " + std::to_string(size) + " bytes, shorter than the 32-byte header");
+    if (std::memcmp(data, kProgramMagic, 8) != 0) return fail(Status::corrupt_data, "not a bpuq program (bad magic bytes)");
+    detail::ByteReader h(data + 8, kProgramHeaderSize - 8, 8);
+    const std::uint16_t major = h.u16(), minor = h.u16();
+    const std::uint32_t flags = h.u32();
+    const std::uint64_t payload = h.u64();
+    const std::uint32_t crc = h.u32();
+    if (major != kProgramFormatMajor)
+        return fail(Status::unsupported, "format version " + std::to_string(major) + "." + std::to_string(minor) +
+                                             " is not readable by this build (reads " + std::to_string(kProgramFormatMajor) + ".x)");
+    if (flags != 0) return fail(Status::unsupported, "unknown header flags " + std::to_string(flags));
+    if (payload != size - kProgramHeaderSize)
+        return fail(Status::corrupt_data, "header announces " + std::to_string(payload) + " payload bytes but the file has " +
+                                              std::to_string(size - kProgramHeaderSize) + " (truncated or padded file)");
+    if (detail::crc32(data + kProgramHeaderSize, static_cast<std::size_t>(payload)) != crc)
+        return fail(Status::corrupt_data, "payload checksum mismatch (the file is corrupt)");
+
+    detail::ByteReader r(data + kProgramHeaderSize, static_cast<std::size_t>(payload), kProgramHeaderSize);
+    Program p;
+    auto bad = [&](const std::string& what) {
+        return fail(Status::corrupt_data, what + " (at byte " + std::to_string(r.position()) + ")");
+    };
+    // every element of a list takes at least one byte, so counts above the remaining size are lies
+    auto count = [&](std::size_t min_bytes_each) -> std::uint32_t {
+        const std::uint32_t c = r.u32();
+        if (!r.ok() || static_cast<std::uint64_t>(c) * min_bytes_each > r.remaining()) {
+            r.need(r.remaining() + 1);  // poison the reader
+            return 0;
+        }
+        return c;
+    };
+    const std::uint32_t n_meta = count(8);
+    for (std::uint32_t i = 0; i < n_meta && r.ok(); ++i) {
+        std::string k, v;
+        r.str(k);
+        r.str(v);
+        p.metadata[k] = v;
+    }
+    if (!r.ok()) return bad("truncated metadata");
+    const std::uint32_t n_tensors = count(12);
+    if (!r.ok()) return bad("bad tensor count");
+    p.tensors.resize(n_tensors);
+    for (std::uint32_t i = 0; i < n_tensors; ++i) {
+        ProgramTensor& t = p.tensors[i];
+        r.str(t.name);
+        const std::uint8_t dt = r.u8(), rank = r.u8(), bits = r.u8(), is_const = r.u8();
+        t.quant.axis = r.i32();
+        if (!r.ok()) return bad("truncated tensor " + std::to_string(i));
+        if (dt > static_cast<std::uint8_t>(DType::boolean)) return bad("tensor '" + t.name + "' has unknown dtype " + std::to_string(dt));
+        t.dtype = static_cast<DType>(dt);
+        if (rank > kMaxRank) return bad("tensor '" + t.name + "' has rank " + std::to_string(rank) + " (at most 8)");
+        if (bits != 0 && bits != 8 && bits != 16 && bits != 32) return bad("tensor '" + t.name + "' has quantization bits " + std::to_string(bits));
+        if (is_const > 1) return bad("tensor '" + t.name + "' has a bad constant flag");
+        t.quant.bits = bits;
+        t.is_constant = is_const == 1;
+        std::int64_t numel = 1;
+        for (std::uint8_t d = 0; d < rank; ++d) {
+            const std::int64_t v = r.i64();
+            if (v < 0 || v > (std::int64_t(1) << 40) || (v && numel > (std::int64_t(1) << 40) / v))
+                return bad("tensor '" + t.name + "' has an invalid or too large dimension");
+            numel *= v;
+            t.shape.push_back(v);
+        }
+        const std::uint32_t n_scales = count(8);
+        if (!r.ok()) return bad("tensor '" + t.name + "': bad scale count");
+        if (t.quant.axis < -1 || (t.quant.axis >= 0 && static_cast<std::size_t>(t.quant.axis) >= t.shape.size()))
+            return bad("tensor '" + t.name + "' has quantization axis " + std::to_string(t.quant.axis) + " outside its rank");
+        const std::uint64_t expect_scales = t.quant.bits == 0 ? 0 : t.quant.axis < 0 ? 1 : static_cast<std::uint64_t>(t.shape[static_cast<std::size_t>(t.quant.axis)]);
+        if (n_scales != expect_scales)
+            return bad("tensor '" + t.name + "' has " + std::to_string(n_scales) + " scales, expected " + std::to_string(expect_scales));
+        t.quant.scales.resize(n_scales);
+        t.quant.zero_points.resize(n_scales);
+        for (auto& s : t.quant.scales) {
+            s = r.f32();
+            if (!(s > 0.0f) || !std::isfinite(s)) return bad("tensor '" + t.name + "' has a non-positive or non-finite scale");
+        }
+        for (auto& z : t.quant.zero_points) z = r.i32();
+        if (t.is_constant) {
+            const std::uint64_t nbytes = r.u64();
+            r.align8();
+            if (!r.ok()) return bad("truncated tensor '" + t.name + "'");
+            if (nbytes != static_cast<std::uint64_t>(numel) * dtype_size(t.dtype))
+                return bad("constant '" + t.name + "' holds " + std::to_string(nbytes) + " bytes, its shape and dtype need " +
+                           std::to_string(static_cast<std::uint64_t>(numel) * dtype_size(t.dtype)));
+            if (!r.raw(t.data, static_cast<std::size_t>(nbytes))) return bad("truncated data of constant '" + t.name + "'");
+        }
+        if (!r.ok()) return bad("truncated tensor '" + t.name + "'");
+    }
+    auto read_ids = [&](std::vector<std::int32_t>& ids, bool allow_missing) -> bool {
+        const std::uint32_t n = count(4);
+        if (!r.ok()) return false;
+        ids.resize(n);
+        for (auto& id : ids) {
+            id = r.i32();
+            if (!r.ok() || id < (allow_missing ? -1 : 0) || id >= static_cast<std::int32_t>(n_tensors)) return false;
+        }
+        return true;
+    };
+    if (!read_ids(p.inputs, false)) return bad("bad program input list");
+    if (!read_ids(p.outputs, false)) return bad("bad program output list");
+    const std::uint32_t n_nodes = count(16);
+    if (!r.ok()) return bad("bad node count");
+    p.nodes.resize(n_nodes);
+    // dataflow validation: a tensor is available once it is an input, a constant or produced
+    std::vector<std::uint8_t> available(n_tensors, 0);
+    for (auto id : p.inputs) available[static_cast<std::size_t>(id)] = 1;
+    for (std::uint32_t i = 0; i < n_tensors; ++i)
+        if (p.tensors[i].is_constant) available[i] = 1;
+    for (std::uint32_t i = 0; i < n_nodes; ++i) {
+        ProgramNode& n = p.nodes[i];
+        r.str(n.name);
+        r.str(n.op);
+        if (!r.ok()) return bad("truncated node " + std::to_string(i));
+        if (!read_ids(n.inputs, true) || !read_ids(n.outputs, false)) return bad("node '" + n.name + "' has a bad tensor index");
+        for (auto id : n.inputs)
+            if (id >= 0 && !available[static_cast<std::size_t>(id)])
+                return bad("node '" + n.name + "' reads tensor '" + p.tensors[static_cast<std::size_t>(id)].name +
+                           "' before anything produces it");
+        for (auto id : n.outputs) {
+            if (available[static_cast<std::size_t>(id)])
+                return bad("node '" + n.name + "' writes tensor '" + p.tensors[static_cast<std::size_t>(id)].name +
+                           "' which already has a value");
+            available[static_cast<std::size_t>(id)] = 1;
+        }
+        const std::uint32_t n_attrs = count(5);
+        for (std::uint32_t a = 0; a < n_attrs && r.ok(); ++a) {
+            std::string key;
+            r.str(key);
+            AttrValue v;
+            const std::uint8_t kind = r.u8();
+            if (kind > 2) return bad("node '" + n.name + "' attribute '" + key + "' has unknown kind " + std::to_string(kind));
+            v.kind = static_cast<AttrValue::Kind>(kind);
+            if (v.kind == AttrValue::Kind::ints) {
+                v.ints.resize(count(8));
+                for (auto& x : v.ints) x = r.i64();
+            } else if (v.kind == AttrValue::Kind::floats) {
+                v.floats.resize(count(4));
+                for (auto& x : v.floats) x = r.f32();
+            } else {
+                r.str(v.str);
+            }
+            n.attrs[key] = std::move(v);
+        }
+        if (!r.ok()) return bad("truncated attributes of node '" + n.name + "'");
+    }
+    for (auto id : p.outputs)
+        if (!available[static_cast<std::size_t>(id)])
+            return bad("program output '" + p.tensors[static_cast<std::size_t>(id)].name + "' is never produced");
+    if (r.remaining() != 0) return bad(std::to_string(r.remaining()) + " unexpected bytes after the last node");
+    out = std::move(p);
+    return Status::ok;
+}
+
+}  // namespace emul
+BPUQ_NAMESPACE_END

@@ -174,8 +174,8 @@ TEST_CASE("saturating_rounding_doubling_high_mul: every int8 pair and random int
     };
     for (int a = -128; a <= 127; ++a)
         for (int b = -128; b <= 127; ++b) {
-            REQUIRE(saturating_rounding_doubling_high_mul(a << 24, b << 23) == ref(a << 24, b << 23));
-            REQUIRE(saturating_rounding_doubling_high_mul(a, b << 23) == ref(a, b << 23));  // ties occur here
+            REQUIRE(saturating_rounding_doubling_high_mul(a * (1 << 24), b * (1 << 23)) == ref(a * (1 << 24), b * (1 << 23)));
+            REQUIRE(saturating_rounding_doubling_high_mul(a, b * (1 << 23)) == ref(a, b * (1 << 23)));  // ties occur here
         }
     auto& g = bpuq_test::rng();
     std::uniform_int_distribution<std::int32_t> d(kI32Min, kI32Max);

@@ -1,0 +1,205 @@
+// The quantization plan: where every node runs (BPU or CPU, and why) and, for every activation
+// tensor, whether it is quantized, with how many bits, and whether it shares another tensor's
+// scale. Built from the graph and the config (node_info, run_on_cpu/bpu, optimization, march).
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "../config/convert_config.hpp"
+#include "../graph/ir.hpp"
+#include "op_support.hpp"
+
+BPUQ_NAMESPACE_BEGIN
+namespace calib {
+
+struct NodePlan {
+    bool on_bpu = false;
+    QuantRole role = QuantRole::cpu_only;
+    std::string reason;  ///< why it runs where it runs (for the log's node table)
+};
+
+struct TensorPlan {
+    bool quantized = false;  ///< an activation seen by at least one BPU node
+    int bits = 8;
+    std::string alias_of;    ///< passthrough output: uses this tensor's parameters ("" = own)
+    bool model_output = false;
+    bool float_output = false;  ///< a model output that stays float (the producer dequantizes)
+    /// Parameters fixed by convention instead of calibration: image inputs (0..255 pixels) are
+    /// int8 with scale 1 and zero point -128, i.e. q = x - 128 exactly (Horizon's "_128" types).
+    bool fixed = false;
+    QParams fixed_params;
+};
+
+struct QuantPlan {
+    std::map<std::string, NodePlan> nodes;
+    std::map<std::string, TensorPlan> tensors;
+    std::vector<std::string> notes;  ///< decisions worth a log line (int16 fallbacks, overrides)
+
+    /// Tensors that need their own calibration (quantized, not an alias), in graph order.
+    std::vector<std::string> calibrated;
+
+    /// The tensor whose parameters `t` uses (itself unless it is a passthrough alias).
+    std::string root_of(const std::string& t) const {
+        std::string cur = t;
+        for (int guard = 0; guard < 100000; ++guard) {
+            auto it = tensors.find(cur);
+            if (it == tensors.end() || it->second.alias_of.empty()) return cur;
+            cur = it->second.alias_of;
+        }
+        return cur;
+    }
+    bool is_quantized(const std::string& t) const {
+        auto it = tensors.find(t);
+        return it != tensors.end() && it->second.quantized;
+    }
+};
+
+namespace detail {
+inline bool is_float_activation(const graph::Graph& g, const std::string& t) {
+    if (t.empty() || g.is_initializer(t)) return false;
+    const graph::Value* v = g.find_value(t);
+    return !v || !v->has_dtype || v->dtype == DType::float32;
+}
+}  // namespace detail
+
+/// Builds the plan. Errors name the node when the config asks for something impossible
+/// (a node that does not exist, run_on_bpu for an op without an integer kernel).
+inline QuantPlan make_quant_plan(const graph::Graph& g, const config::ConvertConfig& cfg) {
+    QuantPlan plan;
+    std::set<std::string> node_names;
+    for (const auto& n : g.nodes) node_names.insert(n.name);
+    auto check_node = [&](const std::string& name, const std::string& key) {
+        if (node_names.count(name)) return;
+        std::vector<std::string> all(node_names.begin(), node_names.end());
+        const std::string near = config::nearest(name, all);
+        BPUQ_THROW("config.node", "config " + cfg.source + ": " + key + ": the model has no node named '" + name + "'" +
+                                      (near.empty() ? std::string() : " (did you mean '" + near + "'?)"));
+    };
+    for (const auto& kv : cfg.node_info) check_node(kv.first, "model_parameters.node_info");
+    for (const auto& n : cfg.run_on_cpu) check_node(n, "calibration_parameters.run_on_cpu");
+    for (const auto& n : cfg.run_on_bpu) check_node(n, "calibration_parameters.run_on_bpu");
+
+    // ---- placement ----
+    for (const auto& n : g.nodes) {
+        NodePlan np;
+        np.role = quant_role(n.op_type);
+        // nodes that see no float activation (shape arithmetic, constants) stay on the CPU
+        bool float_in = false;
+        for (const auto& i : n.inputs) float_in = float_in || detail::is_float_activation(g, i);
+        const auto info = cfg.node_info.find(n.name);
+        const bool forced_cpu = std::count(cfg.run_on_cpu.begin(), cfg.run_on_cpu.end(), n.name) ||
+                                (info != cfg.node_info.end() && info->second.on == "CPU");
+        const bool forced_bpu = std::count(cfg.run_on_bpu.begin(), cfg.run_on_bpu.end(), n.name) ||
+                                (info != cfg.node_info.end() && info->second.on == "BPU");
+        if (np.role == QuantRole::cpu_only) {
+            BPUQ_CHECK(!forced_bpu, "config.node",
+                       "config " + cfg.source + ": node '" + n.name + "' (" + n.op_type +
+                           ") cannot run on the BPU: bpuq has no integer kernel for " + n.op_type);
+            np.on_bpu = false;
+            np.reason = "no integer kernel for " + n.op_type;
+        } else if (forced_cpu) {
+            np.on_bpu = false;
+            np.reason = "run_on_cpu / node_info ON: CPU";
+        } else if (!float_in) {
+            np.on_bpu = false;
+            np.reason = "no float activation input (shape or constant computation)";
+        } else {
+            np.on_bpu = true;
+            np.reason = forced_bpu ? "run_on_bpu / node_info ON: BPU" : "";
+        }
+        plan.nodes[n.name] = np;
+    }
+
+    // ---- quantized tensors: every float activation that touches a BPU node ----
+    auto touch = [&](const std::string& t) {
+        if (!detail::is_float_activation(g, t)) return;
+        plan.tensors[t].quantized = true;
+    };
+    for (const auto& n : g.nodes) {
+        if (!plan.nodes[n.name].on_bpu) continue;
+        for (const auto& i : n.inputs) touch(i);
+        for (const auto& o : n.outputs) touch(o);
+    }
+    // passthrough outputs alias their (first) input
+    for (const auto& n : g.nodes) {
+        const NodePlan& np = plan.nodes[n.name];
+        if (!np.on_bpu || np.role != QuantRole::passthrough || n.inputs.empty()) continue;
+        for (const auto& o : n.outputs)
+            if (plan.is_quantized(o) && plan.is_quantized(n.inputs[0])) plan.tensors[o].alias_of = n.inputs[0];
+    }
+    // model outputs: float by default (the producer dequantizes), int8/int16 when asked
+    for (const auto& o : g.outputs) {
+        auto it = plan.tensors.find(o);
+        if (it == plan.tensors.end()) continue;
+        it->second.model_output = true;
+        it->second.float_output = !cfg.optimization.set_model_output_int8 && !cfg.optimization.set_model_output_int16;
+    }
+
+    // ---- bit widths ----
+    auto want16 = [&](const std::string& t, const std::string& why) {
+        auto it = plan.tensors.find(t);
+        if (it == plan.tensors.end() || !it->second.quantized) return;
+        const std::string root = plan.root_of(t);
+        if (plan.tensors[root].bits != 16) plan.notes.push_back("tensor '" + root + "' is int16 (" + why + ")");
+        plan.tensors[root].bits = 16;
+    };
+    const auto& opt = cfg.optimization;
+    for (const auto& n : g.nodes) {
+        if (!plan.nodes[n.name].on_bpu) continue;
+        const auto info = cfg.node_info.find(n.name);
+        for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+            if (opt.set_all_nodes_int16) want16(n.inputs[i], "set_all_nodes_int16");
+            if (opt.input_int16_ops.count(n.op_type)) want16(n.inputs[i], "set_" + n.op_type + "_input_int16");
+            if (info != cfg.node_info.end()) {
+                auto all = info->second.input_bits.find(-1);
+                auto one = info->second.input_bits.find(static_cast<int>(i));
+                if ((one != info->second.input_bits.end() && one->second == 16) ||
+                    (one == info->second.input_bits.end() && all != info->second.input_bits.end() && all->second == 16))
+                    want16(n.inputs[i], "node_info " + n.name + " InputType");
+            }
+        }
+        for (const auto& o : n.outputs) {
+            if (opt.set_all_nodes_int16) want16(o, "set_all_nodes_int16");
+            if (opt.output_int16_ops.count(n.op_type)) want16(o, "set_" + n.op_type + "_output_int16");
+            if (info != cfg.node_info.end() && info->second.output_bits == 16) want16(o, "node_info " + n.name + " OutputType");
+        }
+    }
+    for (const auto& o : g.outputs)
+        if (opt.set_model_output_int16) want16(o, "set_model_output_int16");
+    // aliases take their root's width
+    for (auto& kv : plan.tensors)
+        if (!kv.second.alias_of.empty()) kv.second.bits = plan.tensors[plan.root_of(kv.first)].bits;
+
+    // image inputs: exact int8 pixels (x - 128) unless the input was asked to be int16
+    for (const auto& spec : cfg.inputs) {
+        if (!spec.is_image()) continue;
+        const std::string name = spec.name.empty() && g.inputs.size() == 1 ? g.inputs[0] : spec.name;
+        auto it = plan.tensors.find(name);
+        if (it == plan.tensors.end() || !it->second.quantized || it->second.bits != 8) continue;
+        it->second.fixed = true;
+        it->second.fixed_params = qparams_from_range(0.0f, 255.0f, 8, /*symmetric=*/false);
+        plan.notes.push_back("input '" + name + "' is an image: int8 pixels x - 128 (scale 1, zero point -128)");
+    }
+
+    // ---- calibration order: graph inputs first, then node outputs in topological order ----
+    std::set<std::string> seen;
+    auto add = [&](const std::string& t) {
+        auto it = plan.tensors.find(t);
+        if (it == plan.tensors.end() || !it->second.quantized || !it->second.alias_of.empty() || seen.count(t)) return;
+        seen.insert(t);
+        plan.calibrated.push_back(t);
+    };
+    for (const auto& i : g.inputs) add(i);
+    for (const auto& n : g.nodes) {
+        for (const auto& i : n.inputs) add(i);
+        for (const auto& o : n.outputs) add(o);
+    }
+    return plan;
+}
+
+}  // namespace calib
+BPUQ_NAMESPACE_END

@@ -1,0 +1,429 @@
+// The conversion flow (bpuq_convert, the equivalent of `hb_mapper makertbin`): check, preprocess,
+// optimize, calibrate, quantize, lower to an integer program, evaluate, and write every artifact
+// atomically with a log and a machine-readable report. The driver only parses arguments.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <map>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../calib/collect.hpp"
+#include "../calib/qdq.hpp"
+#include "../calib/search.hpp"
+#include "../config/convert_config.hpp"
+#include "../emul/executor.hpp"
+#include "../emul/lower.hpp"
+#include "../emul/program_format.hpp"
+#include "../graph/passes.hpp"
+#include "../io/atomic_file.hpp"
+#include "../io/npy.hpp"
+#include "../onnx/export.hpp"
+#include "../onnx/import.hpp"
+#include "preprocess.hpp"
+
+BPUQ_NAMESPACE_BEGIN
+namespace flow {
+
+struct ConvertOptions {
+    int threads = 0;                  ///< 0 = all hardware threads
+    std::size_t eval_samples = 50;    ///< samples used for the node and output tables (0 = all)
+};
+
+/// Console + log file writer: every line goes to both, the file is written at the end.
+class ConvertLog {
+public:
+    explicit ConvertLog(std::ostream& console) : console_(console) {}
+    void line(const std::string& s) {
+        console_ << s << '\n';
+        console_.flush();
+        text_ << s << '\n';
+    }
+    /// Progress on the console only (overwritten in place).
+    void progress(const std::string& what, std::size_t done, std::size_t total) {
+        console_ << '\r' << what << ' ' << done << '/' << total << (done == total ? "\n" : "") << std::flush;
+    }
+    std::string text() const { return text_.str(); }
+
+private:
+    std::ostream& console_;
+    std::ostringstream text_;
+};
+
+struct ConvertResult {
+    nlohmann::json report;
+    std::map<std::string, std::string> artifacts;  ///< kind -> path
+};
+
+namespace detail {
+
+inline std::string fixed(double v, int digits = 6) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(digits) << v;
+    return s.str();
+}
+
+inline std::string pad(const std::string& s, std::size_t w) { return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' '); }
+
+inline std::string choice_log_lines(const calib::CalibChoice& c) {
+    std::string m = c.method == CalibMethod::kl ? "kl"
+                    : c.method == CalibMethod::mse ? "mse"
+                    : (c.method == CalibMethod::max && c.percentile < 1.0) || c.method == CalibMethod::percentile ? "max-percentile"
+                                                                                                                 : "max";
+    std::string s = "Select " + m + " method.";
+    if (c.percentile < 1.0) s += "\nmax_percentile: " + fixed(c.percentile, 5);
+    if (c.per_channel) s += "\nPerchannel quantization is enabled.";
+    if (c.asymmetric) s += "\nAsymmetric quantization is enabled.";
+    return s;
+}
+
+inline double elapsed_s(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace detail
+
+/// Runs the whole conversion. Throws bpuq::Error (naming the file/node/key) on bad input; the
+/// artifacts written before a failure are complete files, never truncated ones.
+inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& console, const ConvertOptions& opt = {}) {
+    namespace fs = std::filesystem;
+    using clock = std::chrono::steady_clock;
+    const int threads = opt.threads > 0 ? opt.threads : std::max(1, int(std::thread::hardware_concurrency()));
+    ConvertLog log(console);
+    ConvertResult result;
+    nlohmann::json& rep = result.report;
+    nlohmann::json timings = nlohmann::json::object();
+    const auto t_start = clock::now();
+    const std::string prefix = (fs::path(cfg.working_dir) / cfg.output_model_file_prefix).string();
+    auto artifact = [&](const std::string& kind, const std::string& path) {
+        result.artifacts[kind] = path;
+        log.line("  wrote " + path);
+    };
+
+    log.line("bpuq " + std::to_string(BPUQ_VERSION_MAJOR) + "." + std::to_string(BPUQ_VERSION_MINOR) + "." +
+             std::to_string(BPUQ_VERSION_PATCH) + " conversion: " + cfg.source);
+    log.line("config as understood:");
+    {
+        std::istringstream js(config::to_json(cfg).dump(2));
+        for (std::string l; std::getline(js, l);) log.line("  " + l);
+    }
+    BPUQ_CHECK(!cfg.per_channel, "config.unsupported",
+               "config " + cfg.source + ": calibration_parameters.per_channel: true is not supported yet: the integer "
+               "program quantizes activations per tensor (weights are always per output channel); set it to false");
+    BPUQ_CHECK(cfg.calibration_type != "mix" && cfg.calibration_type != "load" && cfg.calibration_type != "skip",
+               "config.unsupported",
+               "config " + cfg.source + ": calibration_parameters.calibration_type '" + cfg.calibration_type +
+                   "' is not implemented yet; use default, kl, max, mse or percentile");
+    BPUQ_CHECK(!cfg.optimization.bias_correction, "config.unsupported",
+               "config " + cfg.source + ": optimization bias_correction is not implemented yet");
+
+    // ---- 1. check ----
+    auto t0 = clock::now();
+    log.line("[1/7] check: loading " + cfg.onnx_model);
+    graph::Graph source = onnx_io::load_model(cfg.onnx_model);
+    if (!cfg.output_nodes.empty()) {
+        for (const auto& o : cfg.output_nodes) {
+            bool found = source.find_value(o) != nullptr;
+            for (const auto& n : source.nodes)
+                for (const auto& x : n.outputs) found = found || x == o;
+            BPUQ_CHECK(found, "config.output_nodes",
+                       "config " + cfg.source + ": model_parameters.output_nodes: the model has no tensor named '" + o + "'");
+        }
+        source.outputs = cfg.output_nodes;
+        source.remove_unused();
+    }
+    const std::vector<std::string> model_inputs = source.inputs;
+    // config inputs -> model inputs (by name, or the model's only input)
+    std::vector<const config::InputSpec*> spec_of(model_inputs.size(), nullptr);
+    if (cfg.inputs.size() == 1 && cfg.inputs[0].name.empty()) {
+        BPUQ_CHECK(model_inputs.size() == 1, "config.input_name",
+                   "config " + cfg.source + ": input_parameters.input_name is required: the model has " +
+                       std::to_string(model_inputs.size()) + " inputs (" + config::join(model_inputs, ", ") + ")");
+        spec_of[0] = &cfg.inputs[0];
+    } else {
+        for (const auto& in : cfg.inputs) {
+            auto it = std::find(model_inputs.begin(), model_inputs.end(), in.name);
+            BPUQ_CHECK(it != model_inputs.end(), "config.input_name",
+                       "config " + cfg.source + ": input_parameters.input_name: the model has no input '" + in.name +
+                           "'; its inputs are " + config::join(model_inputs, ", "));
+            spec_of[std::size_t(it - model_inputs.begin())] = &in;
+        }
+        for (std::size_t i = 0; i < model_inputs.size(); ++i)
+            BPUQ_CHECK(spec_of[i], "config.input_name",
+                       "config " + cfg.source + ": input_parameters.input_name does not describe model input '" + model_inputs[i] + "'");
+    }
+    std::vector<Shape> input_shapes;
+    for (std::size_t i = 0; i < model_inputs.size(); ++i) {
+        graph::Value& v = source.value(model_inputs[i]);
+        Shape s = v.shape;
+        if (!spec_of[i]->shape.empty()) {
+            BPUQ_CHECK(!v.has_shape || v.shape.size() == spec_of[i]->shape.size(), "config.input_shape",
+                       "config " + cfg.source + ": input_parameters.input_shape " + shape_to_string(spec_of[i]->shape) +
+                           " has a different rank than model input '" + model_inputs[i] + "' " + shape_to_string(v.shape));
+            for (std::size_t d = 0; v.has_shape && d < s.size(); ++d)
+                BPUQ_CHECK(s[d] < 0 || s[d] == spec_of[i]->shape[d], "config.input_shape",
+                           "config " + cfg.source + ": input_parameters.input_shape " + shape_to_string(spec_of[i]->shape) +
+                               " contradicts model input '" + model_inputs[i] + "' " + shape_to_string(v.shape));
+            s = spec_of[i]->shape;
+        }
+        BPUQ_CHECK(!s.empty(), "config.input_shape", "model input '" + model_inputs[i] + "' has no shape; give input_shape");
+        for (auto& d : s) {
+            if (d < 0) d = 1;  // a dynamic batch becomes 1
+        }
+        v.shape = s;
+        v.has_shape = true;
+        input_shapes.push_back(s);
+    }
+    graph::infer_shapes(source);
+    timings["check"] = detail::elapsed_s(t0);
+
+    // ---- 2. original float model: preprocessing inserted ----
+    t0 = clock::now();
+    log.line("[2/7] original float model: inserting preprocessing");
+    graph::Graph original = source;
+    for (std::size_t i = 0; i < model_inputs.size(); ++i) insert_preprocessing(original, model_inputs[i], *spec_of[i]);
+    graph::infer_shapes(original);
+    {
+        const std::string path = prefix + "_original_float_model.onnx";
+        std::string bytes;
+        onnx_io::export_model(original).SerializeToString(&bytes);
+        io::write_file_atomic(path, bytes);
+        artifact("original_float_model", path);
+    }
+    timings["original_float_model"] = detail::elapsed_s(t0);
+
+    // ---- 3. optimized float model ----
+    t0 = clock::now();
+    log.line("[3/7] optimized float model");
+    graph::Graph optimized = original;
+    const graph::OptimizeReport orep = graph::optimize(optimized);
+    log.line("  removed " + std::to_string(orep.identities) + " identity/dropout, folded " + std::to_string(orep.constants) +
+             " constants and " + std::to_string(orep.batchnorms) + " batch norms, fused " + std::to_string(orep.activations) +
+             " activations, simplified " + std::to_string(orep.reshapes) + " reshapes");
+    {
+        const std::string path = prefix + "_optimized_float_model.onnx";
+        std::string bytes;
+        onnx_io::export_model(optimized).SerializeToString(&bytes);
+        io::write_file_atomic(path, bytes);
+        artifact("optimized_float_model", path);
+    }
+    timings["optimized_float_model"] = detail::elapsed_s(t0);
+
+    // ---- 4. calibration ----
+    t0 = clock::now();
+    const calib::QuantPlan plan = calib::make_quant_plan(optimized, cfg);
+    std::size_t bpu_nodes = 0;
+    for (const auto& kv : plan.nodes) bpu_nodes += kv.second.on_bpu;
+    log.line("[4/7] calibration: " + std::to_string(bpu_nodes) + " of " + std::to_string(optimized.nodes.size()) +
+             " nodes on the BPU, " + std::to_string(plan.calibrated.size()) + " activations to calibrate");
+    for (const auto& note : plan.notes) log.line("  " + note);
+    std::vector<io::CalibrationInputSpec> specs;
+    for (std::size_t i = 0; i < model_inputs.size(); ++i)
+        specs.push_back({model_inputs[i], spec_of[i]->cal_data_dir, spec_of[i]->cal_data_type, input_shapes[i]});
+    io::CalibrationSet data(specs);
+    log.line("  calibration samples: " + std::to_string(data.size()) + " (" + config::join(
+                 [&] {
+                     std::vector<std::string> d;
+                     for (const auto& s : specs) d.push_back(s.dir);
+                     return d;
+                 }(),
+                 ", ") + ")");
+    graph::Executor float_exec{graph::Graph(optimized)};
+    if (cfg.dump_calibration_data) {
+        for (std::size_t s = 0; s < data.size(); ++s)
+            for (std::size_t i = 0; i < model_inputs.size(); ++i) {
+                const Tensor t = data.load(i, s);
+                const std::vector<std::uint8_t> bytes = io::serialize_npy(t);
+                io::write_file_atomic((fs::path(cfg.working_dir) / "calibration_data" / model_inputs[i] / (std::to_string(s) + ".npy")).string(),
+                                      bytes);
+            }
+        log.line("  dumped calibration data to " + (fs::path(cfg.working_dir) / "calibration_data").string());
+    }
+    const bool search = cfg.calibration_type == "default";
+    calib::CollectOptions copt;
+    copt.threads = threads;
+    copt.progress = [&](std::size_t d, std::size_t n) { log.progress("  collecting statistics", d, n); };
+    const calib::CalibrationStats stats = calib::collect_statistics(float_exec, data, plan, copt);
+    timings["statistics"] = detail::elapsed_s(t0);
+
+    calib::CalibChoice choice;
+    choice.asymmetric = cfg.optimization.asymmetric;
+    choice.percentile = cfg.max_percentile;
+    const std::size_t eval_n = opt.eval_samples ? std::min(opt.eval_samples, data.size()) : data.size();
+    std::vector<std::vector<Tensor>> reference;
+    auto t_ref = clock::now();
+    reference = calib::float_outputs(float_exec, data, eval_n, threads);
+    timings["float_reference"] = detail::elapsed_s(t_ref);
+    nlohmann::json search_json = nlohmann::json::array();
+    if (search) {
+        t0 = clock::now();
+        std::vector<calib::CalibChoice> cands;
+        for (const auto& c : calib::default_search_candidates())
+            if (!c.per_channel && (!c.asymmetric || !cfg.optimization.set_all_nodes_int16)) cands.push_back(c);
+        log.line("  default search over " + std::to_string(cands.size()) + " candidates on " + std::to_string(eval_n) + " samples");
+        const calib::SearchResult sr = calib::search_choices(optimized, plan, stats, data, reference, cands, threads,
+                                                             [&](const calib::ChoiceScore& s) {
+                                                                 log.line("    " + detail::pad(s.choice.describe(), 44) +
+                                                                          "cosine " + detail::fixed(s.cosine));
+                                                             });
+        for (const auto& s : sr.scores) search_json.push_back({{"candidate", s.choice.describe()}, {"cosine", s.cosine}});
+        choice = sr.scores[sr.best].choice;
+        timings["default_search"] = detail::elapsed_s(t0);
+    } else {
+        choice.method = cfg.calibration_type == "kl" ? CalibMethod::kl
+                        : cfg.calibration_type == "mse" ? CalibMethod::mse
+                        : cfg.calibration_type == "percentile" ? CalibMethod::percentile
+                                                               : CalibMethod::max;
+        if (choice.method == CalibMethod::percentile && choice.percentile >= 1.0) choice.percentile = 0.99995;
+    }
+    log.line(detail::choice_log_lines(choice));
+    const std::map<std::string, QParams> acts = calib::choose_qparams(stats, plan, choice);
+    const std::map<std::string, QParams> weights = calib::quantize_weights(optimized, plan);
+
+    // ---- 5. calibrated and quantized (QDQ) models ----
+    t0 = clock::now();
+    log.line("[5/7] calibrated and quantized models");
+    graph::Graph calibrated = calib::make_calibrated_graph(optimized, plan, acts, weights, choice.describe());
+    {
+        const std::string path = prefix + "_calibrated_model.onnx";
+        std::string bytes;
+        onnx_io::export_model(calibrated).SerializeToString(&bytes);
+        io::write_file_atomic(path, bytes);
+        artifact("calibrated_model", path);
+        nlohmann::json cal;
+        cal["method"] = choice.describe();
+        for (const auto& kv : acts)
+            cal["activations"][kv.first] = {{"bits", kv.second.bits}, {"scales", kv.second.scale}, {"zero_points", kv.second.zero_point},
+                                            {"axis", kv.second.axis}};
+        io::write_file_atomic(prefix + "_calibration.json", cal.dump(1));
+        artifact("calibration_parameters", prefix + "_calibration.json");
+    }
+    const std::string qdq_why = calib::qdq_unsupported_reason(plan, acts);
+    if (qdq_why.empty()) {
+        const graph::Graph qdq = calib::make_qdq_graph(optimized, plan, acts, weights);
+        const std::string path = prefix + "_quantized_model.onnx";
+        std::string bytes;
+        onnx_io::export_model(qdq).SerializeToString(&bytes);
+        io::write_file_atomic(path, bytes);
+        artifact("quantized_model", path);
+    } else {
+        log.line("  quantized_model.onnx not written: " + qdq_why);
+    }
+    timings["calibrated_models"] = detail::elapsed_s(t0);
+
+    // ---- 6. integer program ----
+    t0 = clock::now();
+    log.line("[6/7] integer program");
+    emul::Program program = emul::lower_to_program(optimized, plan, acts, weights);
+    program.metadata["source_model"] = cfg.onnx_model;
+    program.metadata["calibration"] = choice.describe();
+    {
+        const std::vector<std::uint8_t> bytes = emul::serialize_program(program);
+        io::write_file_atomic(prefix + ".bpuq", bytes);
+        artifact("integer_program", prefix + ".bpuq");
+        log.line("  " + std::to_string(program.nodes.size()) + " program nodes, " + std::to_string(bytes.size()) + " bytes");
+    }
+    timings["integer_program"] = detail::elapsed_s(t0);
+
+    // ---- 7. evaluation: node table (calibrated vs float, accumulated) and output table (integer vs float) ----
+    t0 = clock::now();
+    log.line("[7/7] evaluation on " + std::to_string(eval_n) + " calibration samples");
+    graph::Executor cal_exec{graph::Graph(calibrated)};
+    emul::ProgramExecutor int_exec(program, {1, true});
+    std::map<std::string, ErrorAccumulator> node_err;
+    std::vector<ErrorAccumulator> out_err(optimized.outputs.size());
+    std::mutex mu;
+    calib::for_each_sample(eval_n, threads, [&](std::size_t s, const graph::ExecContext& ctx) {
+        const std::vector<Tensor> in = data.load_sample(s);
+        std::map<std::string, Tensor> fl, ca;
+        float_exec.run(in, ctx, [&](const graph::Node& n, const std::vector<Tensor>& outs) {
+            for (std::size_t k = 0; k < outs.size(); ++k)
+                if (outs[k].dtype() == DType::float32) fl[n.outputs[k]] = outs[k];
+        });
+        cal_exec.run(in, ctx, [&](const graph::Node& n, const std::vector<Tensor>& outs) {
+            for (std::size_t k = 0; k < outs.size(); ++k)
+                if (outs[k].dtype() == DType::float32) ca[n.outputs[k]] = outs[k];
+        });
+        const std::vector<Tensor> y = int_exec.run(in);
+        std::lock_guard<std::mutex> lock(mu);
+        for (const auto& kv : fl) {
+            auto it = ca.find(kv.first);
+            if (it != ca.end() && it->second.shape() == kv.second.shape()) node_err[kv.first].add(compare(kv.second, it->second));
+        }
+        for (std::size_t k = 0; k < y.size(); ++k) {
+            const Tensor yf = y[k].dtype() == DType::float32 ? y[k] : io::to_float32(y[k]);
+            out_err[k].add(compare(reference[s][k], yf));
+        }
+    });
+    log.line("");
+    log.line(detail::pad("Node", 40) + detail::pad("ON", 5) + detail::pad("Type", 20) + detail::pad("Cosine Similarity", 19) +
+             detail::pad("Threshold", 14) + "DataType");
+    nlohmann::json nodes = nlohmann::json::array();
+    for (const auto& n : optimized.nodes) {
+        const auto& np = plan.nodes.at(n.name);
+        const std::string out = n.outputs.empty() ? std::string() : n.outputs[0];
+        auto e = node_err.find(out);
+        const double cos = e == node_err.end() ? 1.0 : e->second.mean().cosine;
+        std::string thr = "--", dtype = "float";
+        auto tp = plan.tensors.find(out);
+        if (tp != plan.tensors.end() && tp->second.quantized && acts.count(out)) {
+            const QParams& q = acts.at(out);
+            thr = detail::fixed(std::max(q.scale[0] * float(q.qmax() - q.zero_point[0]), q.scale[0] * float(q.zero_point[0] - q.qmin())), 6);
+            dtype = q.bits == 16 ? "int16" : "int8";
+            if (tp->second.float_output && np.on_bpu && calib::dequantizes_accumulator(n.op_type)) {
+                thr = "--";
+                dtype = "int32->float";
+            }
+        }
+        log.line(detail::pad(n.name, 40) + detail::pad(np.on_bpu ? "BPU" : "CPU", 5) + detail::pad(n.op_type, 20) +
+                 detail::pad(detail::fixed(cos), 19) + detail::pad(thr, 14) + dtype);
+        nodes.push_back({{"node", n.name}, {"on", np.on_bpu ? "BPU" : "CPU"}, {"type", n.op_type}, {"cosine_similarity", cos},
+                         {"threshold", thr}, {"data_type", dtype}, {"reason", np.reason}});
+    }
+    log.line("");
+    log.line(detail::pad("Output", 30) + detail::pad("Cosine Similarity", 19) + detail::pad("L1 Distance", 14) +
+             detail::pad("L2 Distance", 14) + "Chebyshev Distance");
+    nlohmann::json outputs = nlohmann::json::array();
+    for (std::size_t k = 0; k < optimized.outputs.size(); ++k) {
+        const ErrorStats m = out_err[k].mean();
+        log.line(detail::pad(optimized.outputs[k], 30) + detail::pad(detail::fixed(m.cosine), 19) + detail::pad(detail::fixed(m.l1), 14) +
+                 detail::pad(detail::fixed(m.l2), 14) + detail::fixed(m.chebyshev));
+        outputs.push_back({{"output", optimized.outputs[k]}, {"cosine_similarity", m.cosine}, {"l1", m.l1}, {"l2", m.l2},
+                           {"chebyshev", m.chebyshev}, {"sqnr_db", m.sqnr_db}});
+    }
+    log.line("(integer program vs float model; L1 = mean |x - y|, L2 = sqrt(sum (x - y)^2) / n, Chebyshev = max |x - y|)");
+    timings["evaluation"] = detail::elapsed_s(t0);
+    timings["total"] = detail::elapsed_s(t_start);
+    log.line("");
+    log.line("stage timings (s):");
+    for (auto it = timings.begin(); it != timings.end(); ++it) log.line("  " + detail::pad(it.key(), 24) + detail::fixed(it.value().get<double>(), 3));
+
+    rep["config"] = config::to_json(cfg);
+    rep["calibration"] = {{"method", choice.describe()}, {"samples", data.size()}, {"search", search_json},
+                          {"method_name", calib_method_name(choice.method)}, {"max_percentile", choice.percentile},
+                          {"per_channel", choice.per_channel}, {"asymmetric", choice.asymmetric}};
+    rep["nodes"] = nodes;
+    rep["outputs"] = outputs;
+    rep["timings_s"] = timings;
+    rep["threads"] = threads;
+    const std::string log_path = prefix + "_convert.log", report_path = (fs::path(cfg.working_dir) / "report.json").string();
+    result.artifacts["log"] = log_path;
+    result.artifacts["report"] = report_path;
+    rep["artifacts"] = result.artifacts;
+    log.line("  wrote " + log_path);
+    log.line("  wrote " + report_path);
+    io::write_file_atomic(log_path, log.text());
+    io::write_file_atomic(report_path, rep.dump(2));
+    return result;
+}
+
+}  // namespace flow
+BPUQ_NAMESPACE_END

@@ -1,0 +1,68 @@
+// bpuq's own operators (domain "ai.bpuq"): Calibration, the fake-quant node of a calibrated model.
+//
+// Calibration(X) = dequantize(quantize(X)) with the node's scales, zero points, bit width and
+// rounding (attributes), using the same arithmetic as the integer emulator (docs/ARITHMETIC.md).
+// Attribute `enabled` = 0 makes it an identity: the debug tool switches nodes off that way.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "../../core/qparams.hpp"
+#include "../../kernels/simd/quantize.hpp"
+#include "common.hpp"
+
+BPUQ_NAMESPACE_BEGIN
+
+namespace graph {
+
+constexpr const char* kBpuqDomain = "ai.bpuq";
+
+namespace ops {
+
+/// QParams stored on a Calibration node (bits, scales, zero_points, axis, narrow).
+inline QParams calibration_qparams(const Node& n) {
+    QParams p;
+    p.bits = static_cast<int>(n.attr_int("bits", 8));
+    p.axis = static_cast<int>(n.attr_int("axis", -1));
+    p.narrow = n.attr_int("narrow", 0) != 0;
+    p.scale = n.attr_floats("scales");
+    const auto zps = n.attr_ints("zero_points");
+    p.zero_point.assign(zps.begin(), zps.end());
+    p.symmetric = true;
+    for (auto z : p.zero_point) p.symmetric = p.symmetric && z == 0;
+    BPUQ_CHECK(p.bits == 8 || p.bits == 16, "graph.attribute", n.describe() + " has bits " + std::to_string(p.bits) + " (8 or 16)");
+    BPUQ_CHECK(!p.scale.empty() && p.scale.size() == p.zero_point.size(), "graph.attribute",
+               n.describe() + " needs as many scales as zero_points (at least one)");
+    for (float s : p.scale)
+        BPUQ_CHECK(s > 0.0f && std::isfinite(s), "graph.attribute", n.describe() + " has a non-positive or non-finite scale");
+    BPUQ_CHECK(p.axis >= 0 || p.scale.size() == 1, "graph.attribute",
+               n.describe() + " has " + std::to_string(p.scale.size()) + " scales but no per-channel axis");
+    return p;
+}
+
+inline void infer_calibration(const Node& n, const std::vector<InferInput>& in, std::vector<Value>& out, std::int64_t) {
+    if (!in.empty() && in[0].known_shape()) set_output(out, 0, DType::float32, in[0].shape());
+    else set_output_dtype(out, 0, DType::float32);
+    (void)n;
+}
+
+inline void run_calibration(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out, const ExecContext&,
+                            std::int64_t) {
+    const Tensor& x = need(n, in, 0);
+    check_float(n, x, "input");
+    if (n.attr_int("enabled", 1) == 0) {
+        out[0] = x;
+        return;
+    }
+    const QParams p = calibration_qparams(n);
+    const bool even = n.attr_string("rounding", "half_away_from_zero") == "half_to_even";
+    const Tensor q = even ? simd::quantize_tensor<simd::default_arch, RoundHalfToEven>(x, p)
+                          : simd::quantize_tensor<simd::default_arch, RoundHalfAwayFromZero>(x, p);
+    out[0] = simd::dequantize_tensor(q, p);
+}
+
+}  // namespace ops
+}  // namespace graph
+
+BPUQ_NAMESPACE_END

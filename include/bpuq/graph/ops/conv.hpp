@@ -1,0 +1,478 @@
+// Convolutions: Conv (im2col + Eigen GEMM, direct depthwise), ConvTranspose (GEMM + col2im),
+// and the integer forms ConvInteger / QLinearConv (exact int32 accumulation).
+#pragma once
+
+#include <Eigen/Core>
+
+#include <cmath>
+#include <limits>
+
+#include "common.hpp"
+
+BPUQ_NAMESPACE_BEGIN
+
+namespace graph {
+namespace ops {
+
+/// An activation applied in the convolution's epilogue (set by the Conv+Relu/Clip fusion
+/// pass through the bpuq_activation / bpuq_clip_min / bpuq_clip_max attributes).
+struct Epilogue {
+    float lo = -std::numeric_limits<float>::infinity();
+    float hi = std::numeric_limits<float>::infinity();
+    bool active() const { return std::isfinite(lo) || std::isfinite(hi); }
+};
+inline Epilogue conv_epilogue(const Node& n) {
+    Epilogue e;
+    const std::string act = n.attr_string("bpuq_activation", "");
+    if (act == "Relu") e.lo = 0.f;
+    else if (act == "Clip") {
+        e.lo = n.attr_float("bpuq_clip_min", e.lo);
+        e.hi = n.attr_float("bpuq_clip_max", e.hi);
+    } else
+        BPUQ_CHECK(act.empty(), "graph.attribute", n.describe() + " bpuq_activation '" + act + "'; allowed: Relu, Clip");
+    return e;
+}
+
+/// Geometry of an N-d convolution (input NC<spatial>, weights M x C/group x <kernel>).
+struct ConvShape {
+    std::int64_t N = 0, C = 0, M = 0, group = 1;
+    std::vector<std::int64_t> in;  // spatial
+    WindowGeometry g;
+    std::int64_t in_size() const { return product(in); }
+    std::int64_t out_size() const { return product(g.out); }
+    std::int64_t kernel_size() const { return product(g.kernel); }
+};
+
+inline ConvShape conv_shape(const Node& n, const Shape& x, const Shape& w) {
+    BPUQ_CHECK(x.size() >= 3 && w.size() == x.size(), "graph.shape",
+               n.describe() + " needs input and weights of the same rank >= 3, got " + shape_to_string(x) + " and " +
+                   shape_to_string(w));
+    ConvShape s;
+    s.N = x[0];
+    s.C = x[1];
+    s.M = w[0];
+    s.group = n.attr_int("group", 1);
+    BPUQ_CHECK(s.group > 0 && s.C % s.group == 0 && s.M % s.group == 0 && w[1] * s.group == s.C, "graph.shape",
+               n.describe() + " input channels " + std::to_string(s.C) + ", weights " + shape_to_string(w) +
+                   " and group " + std::to_string(s.group) + " do not fit together");
+    s.in.assign(x.begin() + 2, x.end());
+    std::vector<std::int64_t> k = n.attr_ints("kernel_shape", std::vector<std::int64_t>(w.begin() + 2, w.end()));
+    s.g = window_geometry(n, s.in, k);
+    return s;
+}
+
+inline void infer_conv(const Node& n, const std::vector<InferInput>& in, std::vector<Value>& out, std::int64_t) {
+    const DType t = n.op_type == "ConvInteger" ? DType::int32
+                    : n.op_type == "QLinearConv" && in.size() > 7 && in[7].present() ? in[7].value->dtype
+                                                                                     : DType::float32;
+    const std::size_t wi = n.op_type == "QLinearConv" ? 3 : 1;
+    set_output_dtype(out, 0, t);
+    if (in.size() <= wi || !in[0].known_shape() || !in[wi].known_shape()) return;
+    const Shape& x = in[0].shape();
+    for (std::size_t i = 2; i < x.size(); ++i)
+        if (x[i] < 0) return;
+    const ConvShape s = conv_shape(n, x, in[wi].shape());
+    Shape o = {s.N, s.M};
+    o.insert(o.end(), s.g.out.begin(), s.g.out.end());
+    set_output(out, 0, t, o);
+}
+
+/// im2col for one image and one group: col[(c, k...)][out position] (zero where padded).
+template <class T>
+void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const ExecContext& ctx) {
+    const std::size_t d = s.in.size();
+    const std::int64_t K = s.kernel_size(), P = s.out_size(), in_size = s.in_size();
+    if (d == 2) {
+        const std::int64_t H = s.in[0], W = s.in[1], KW = s.g.kernel[1];
+        const std::int64_t OH = s.g.out[0], OW = s.g.out[1], SH = s.g.strides[0], SW = s.g.strides[1];
+        const std::int64_t DH = s.g.dilations[0], DW = s.g.dilations[1], PH = s.g.pads[0], PW = s.g.pads[1];
+        ctx.parallel_for(channels * K, 16, [&](std::int64_t rb, std::int64_t re) {
+            for (std::int64_t row = rb; row < re; ++row) {
+                const std::int64_t c = row / K, kh = (row % K) / KW, kw = row % KW;
+                const T* xc = x + c * in_size;
+                T* dst = col + row * P;
+                for (std::int64_t oh = 0; oh < OH; ++oh) {
+                    const std::int64_t ih = oh * SH - PH + kh * DH;
+                    T* drow = dst + oh * OW;
+                    if (ih < 0 || ih >= H) {
+                        std::fill(drow, drow + OW, T(0));
+                        continue;
+                    }
+                    const T* xrow = xc + ih * W;
+                    const std::int64_t off = kw * DW - PW;
+                    // valid ow: 0 <= ow*SW + off < W
+                    std::int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
+                    std::int64_t hi = W - off <= 0 ? 0 : (W - off + SW - 1) / SW;
+                    lo = std::min(lo, OW);
+                    hi = std::max(lo, std::min(hi, OW));
+                    std::fill(drow, drow + lo, T(0));
+                    if (SW == 1) std::copy(xrow + lo + off, xrow + hi + off, drow + lo);
+                    else
+                        for (std::int64_t ow = lo; ow < hi; ++ow) drow[ow] = xrow[ow * SW + off];
+                    std::fill(drow + hi, drow + OW, T(0));
+                }
+            }
+        });
+        return;
+    }
+    // generic N-d
+    std::vector<std::int64_t> kidx(d), oidx(d);
+    for (std::int64_t c = 0; c < channels; ++c)
+        for (std::int64_t k = 0; k < K; ++k) {
+            std::int64_t r = k;
+            for (std::size_t i = d; i-- > 0;) {
+                kidx[i] = r % s.g.kernel[i];
+                r /= s.g.kernel[i];
+            }
+            T* dst = col + (c * K + k) * P;
+            for (std::int64_t p = 0; p < P; ++p) {
+                std::int64_t q = p, off = 0;
+                bool inside = true;
+                for (std::size_t i = d; i-- > 0;) {
+                    oidx[i] = q % s.g.out[i];
+                    q /= s.g.out[i];
+                }
+                for (std::size_t i = 0; i < d; ++i) {
+                    const std::int64_t pos = oidx[i] * s.g.strides[i] - s.g.pads[i] + kidx[i] * s.g.dilations[i];
+                    if (pos < 0 || pos >= s.in[i]) {
+                        inside = false;
+                        break;
+                    }
+                    off = off * s.in[i] + pos;
+                }
+                dst[p] = inside ? x[c * in_size + off] : T(0);
+            }
+        }
+}
+
+template <class T>
+using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class T>
+using StridedMap = Eigen::Map<RowMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <class T>
+using ConstStridedMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+/// C[m x n] (+)= A[m x k] * B[k x n], row-major with leading dims; columns of C are split
+/// over the context's threads.
+template <class T>
+void gemm(const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T* C, std::int64_t ldc, std::int64_t m,
+          std::int64_t n, std::int64_t k, bool accumulate, const ExecContext& ctx) {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+        if (!accumulate)
+            for (std::int64_t i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, T(0));
+        return;
+    }
+    ConstStridedMap<T> a(A, m, k, Eigen::OuterStride<>(lda));
+    const std::int64_t grain = std::max<std::int64_t>(64, (m * k > 0 ? (1 << 17) / (m * k) : 64));
+    ctx.parallel_for(n, grain, [&](std::int64_t b, std::int64_t e) {
+        // keep column blocks a multiple of 8 floats where possible (full SIMD stores)
+        ConstStridedMap<T> bm(B + b, k, e - b, Eigen::OuterStride<>(ldb));
+        StridedMap<T> cm(C + b, m, e - b, Eigen::OuterStride<>(ldc));
+        if (accumulate) cm.noalias() += a * bm;
+        else cm.noalias() = a * bm;
+    });
+}
+
+/// Depthwise 2-D convolution (group == C == M): direct loops, channels over threads.
+inline void depthwise_conv2d(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                             const Epilogue& ep, const ExecContext& ctx) {
+    const std::int64_t H = s.in[0], W = s.in[1], KH = s.g.kernel[0], KW = s.g.kernel[1];
+    const std::int64_t OH = s.g.out[0], OW = s.g.out[1], SH = s.g.strides[0], SW = s.g.strides[1];
+    const std::int64_t DH = s.g.dilations[0], DW = s.g.dilations[1], PH = s.g.pads[0], PW = s.g.pads[1];
+    ctx.parallel_for(s.N * s.C, 1, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t nc = b; nc < e; ++nc) {
+            const std::int64_t c = nc % s.C;
+            const float* xc = x + nc * H * W;
+            const float* wc = w + c * KH * KW;
+            float* yc = y + nc * OH * OW;
+            const float b0 = bias ? bias[c] : 0.f;
+            for (std::int64_t oh = 0; oh < OH; ++oh) {
+                float* yrow = yc + oh * OW;
+                std::fill(yrow, yrow + OW, b0);
+                for (std::int64_t kh = 0; kh < KH; ++kh) {
+                    const std::int64_t ih = oh * SH - PH + kh * DH;
+                    if (ih < 0 || ih >= H) continue;
+                    const float* xrow = xc + ih * W;
+                    for (std::int64_t kw = 0; kw < KW; ++kw) {
+                        const float wv = wc[kh * KW + kw];
+                        const std::int64_t off = kw * DW - PW;
+                        std::int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
+                        std::int64_t hi = W - off <= 0 ? 0 : (W - off + SW - 1) / SW;
+                        lo = std::min(lo, OW);
+                        hi = std::max(lo, std::min(hi, OW));
+                        if (SW == 1) {
+                            const float* xs = xrow + off;
+                            for (std::int64_t ow = lo; ow < hi; ++ow) yrow[ow] += wv * xs[ow];
+                        } else if (SW == 2) {
+                            const float* xs = xrow + off;
+                            for (std::int64_t ow = lo; ow < hi; ++ow) yrow[ow] += wv * xs[2 * ow];
+                        } else {
+                            for (std::int64_t ow = lo; ow < hi; ++ow) yrow[ow] += wv * xrow[ow * SW + off];
+                        }
+                    }
+                }
+                if (ep.active())
+                    for (std::int64_t ow = 0; ow < OW; ++ow) yrow[ow] = std::min(ep.hi, std::max(ep.lo, yrow[ow]));
+            }
+        }
+    });
+}
+
+/// y = conv(x, w) + bias, then the epilogue clamp; NCHW float.
+inline void conv_float(const float* x, const float* w, const float* bias, float* y, const ConvShape& s,
+                       const Epilogue& ep, const ExecContext& ctx) {
+    const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group;
+    const std::int64_t K = Cg * s.kernel_size(), P = s.out_size(), in_size = s.in_size();
+    if (s.in.size() == 2 && s.group == s.C && s.group == s.M) {
+        depthwise_conv2d(x, w, bias, y, s, ep, ctx);
+        return;
+    }
+    bool pointwise = s.kernel_size() == 1;
+    for (std::size_t i = 0; i < s.in.size(); ++i)
+        pointwise = pointwise && s.g.strides[i] == 1 && s.g.pads[i] == 0 && s.g.pads[i + s.in.size()] == 0;
+    std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(K * P));
+    for (std::int64_t nb = 0; nb < s.N; ++nb)
+        for (std::int64_t g = 0; g < s.group; ++g) {
+            const float* xg = x + (nb * s.C + g * Cg) * in_size;
+            const float* B = xg;
+            if (!pointwise) {
+                im2col(xg, Cg, s, col.data(), ctx);
+                B = col.data();
+            }
+            float* yg = y + (nb * s.M + g * Mg) * P;
+            gemm(w + g * Mg * K, K, B, P, yg, P, Mg, P, K, false, ctx);
+        }
+    if (bias || ep.active()) {
+        ctx.parallel_for(s.N * s.M, 4, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t nm = b; nm < e; ++nm) {
+                float* row = y + nm * P;
+                const float bv = bias ? bias[nm % s.M] : 0.f;
+                for (std::int64_t p = 0; p < P; ++p) row[p] = std::min(ep.hi, std::max(ep.lo, row[p] + bv));
+            }
+        });
+    }
+}
+
+inline void run_conv(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
+                     const ExecContext& ctx, std::int64_t) {
+    const Tensor& x = need(n, in, 0);
+    const Tensor& w = need(n, in, 1);
+    check_float(n, x, "input");
+    check_float(n, w, "weight");
+    const ConvShape s = conv_shape(n, x.shape(), w.shape());
+    const Tensor* b = opt(in, 2);
+    if (b) {
+        check_float(n, *b, "bias");
+        BPUQ_CHECK(b->numel() == s.M, "graph.shape",
+                   n.describe() + " bias has " + std::to_string(b->numel()) + " values for " + std::to_string(s.M) +
+                       " output channels");
+    }
+    Shape os = {s.N, s.M};
+    os.insert(os.end(), s.g.out.begin(), s.g.out.end());
+    out[0] = Tensor(DType::float32, os);
+    conv_float(x.data<float>(), w.data<float>(), b ? b->data<float>() : nullptr, out[0].data<float>(), s,
+               conv_epilogue(n), ctx);
+}
+
+/// Integer convolution core: (x - xzp) * (w - wzp[m]) accumulated exactly in int32.
+inline Tensor conv_integer_accumulate(const Node& n, const Tensor& x, const Tensor& w, const Tensor* xzp,
+                                      const Tensor* wzp, const ExecContext& ctx) {
+    auto widen = [&](const Tensor& t, const Tensor* zp, std::int64_t axis_len, const char* what) {
+        Tensor r(DType::int32, t.shape());
+        std::int32_t* d = r.data<std::int32_t>();
+        const std::int64_t per = axis_len > 0 ? t.numel() / axis_len : 1;
+        dispatch_numeric(n, t.dtype(), [&](auto tag) {
+            using T = decltype(tag);
+            if constexpr (std::is_same<T, std::int8_t>::value || std::is_same<T, std::uint8_t>::value) {
+                const T* s = t.data<T>();
+                const T* z = zp ? zp->data<T>() : nullptr;
+                BPUQ_CHECK(!zp || zp->dtype() == t.dtype(), "graph.dtype", n.describe() + " zero point type differs");
+                const std::int64_t nz = zp ? zp->numel() : 0;
+                for (std::int64_t i = 0; i < t.numel(); ++i)
+                    d[i] = std::int32_t(s[i]) - (nz == 0 ? 0 : std::int32_t(z[nz == 1 ? 0 : (i / per) % nz]));
+            } else {
+                BPUQ_THROW("graph.dtype", n.describe() + " " + what + " must be int8 or uint8");
+            }
+        });
+        return r;
+    };
+    const Tensor xi = widen(x, xzp, 0, "input");
+    const Tensor wi = widen(w, wzp, w.dim(0), "weight");
+    const ConvShape s = conv_shape(n, x.shape(), w.shape());
+    Shape os = {s.N, s.M};
+    os.insert(os.end(), s.g.out.begin(), s.g.out.end());
+    Tensor y(DType::int32, os);
+    const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group, K = Cg * s.kernel_size(), P = s.out_size();
+    std::vector<std::int32_t> col(static_cast<std::size_t>(K * P));
+    for (std::int64_t nb = 0; nb < s.N; ++nb)
+        for (std::int64_t g = 0; g < s.group; ++g) {
+            im2col(xi.data<std::int32_t>() + (nb * s.C + g * Cg) * s.in_size(), Cg, s, col.data(), ctx);
+            gemm(wi.data<std::int32_t>() + g * Mg * K, K, col.data(), P, y.data<std::int32_t>() + (nb * s.M + g * Mg) * P,
+                 P, Mg, P, K, false, ctx);
+        }
+    return y;
+}
+
+inline void run_conv_integer(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
+                             const ExecContext& ctx, std::int64_t) {
+    out[0] = conv_integer_accumulate(n, need(n, in, 0), need(n, in, 1), opt(in, 2), opt(in, 3), ctx);
+}
+
+/// Requantizes an int32 accumulator: round-half-to-even(acc * scale) + zp, saturated to T.
+template <class T>
+inline T requantize_float(double v, std::int32_t zp) {
+    const double r = std::nearbyint(v) + zp;
+    return static_cast<T>(std::min<double>(std::numeric_limits<T>::max(), std::max<double>(std::numeric_limits<T>::lowest(), r)));
+}
+
+inline void run_qlinear_conv(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
+                             const ExecContext& ctx, std::int64_t) {
+    const Tensor& x = need(n, in, 0);
+    const Tensor& xs = need(n, in, 1);
+    const Tensor& w = need(n, in, 3);
+    const Tensor& ws = need(n, in, 4);
+    const Tensor& ys = need(n, in, 6);
+    const Tensor& yzp = need(n, in, 7);
+    Tensor acc = conv_integer_accumulate(n, x, w, opt(in, 2), opt(in, 5), ctx);
+    const std::int64_t M = w.dim(0), P = acc.numel() / (acc.dim(0) * M);
+    const Tensor* bias = opt(in, 8);
+    const float xsv = to_floats(n, xs, "x_scale")[0], ysv = to_floats(n, ys, "y_scale")[0];
+    const std::vector<float> wsv = to_floats(n, ws, "w_scale");
+    out[0] = Tensor(yzp.dtype(), acc.shape());
+    dispatch_numeric(n, yzp.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        const std::int32_t zp = std::int32_t(yzp.data<T>()[0]);
+        T* d = out[0].data<T>();
+        const std::int32_t* a = acc.data<std::int32_t>();
+        for (std::int64_t i = 0; i < acc.numel(); ++i) {
+            const std::int64_t m = (i / P) % M;
+            const std::int64_t v = std::int64_t(a[i]) + (bias ? bias->data<std::int32_t>()[m] : 0);
+            const double scale = double(xsv) * double(wsv[wsv.size() == 1 ? 0 : m]) / double(ysv);
+            d[i] = requantize_float<T>(double(v) * scale, zp);
+        }
+    });
+}
+
+// ---- ConvTranspose ----
+struct ConvTransposeShape {
+    ConvShape s;  // s.in = input spatial, s.g.out = output spatial, s.M = output channels
+};
+
+inline ConvShape conv_transpose_shape(const Node& n, const Shape& x, const Shape& w) {
+    BPUQ_CHECK(x.size() >= 3 && w.size() == x.size(), "graph.shape",
+               n.describe() + " needs input and weights of the same rank >= 3");
+    ConvShape s;
+    s.N = x[0];
+    s.C = x[1];
+    s.group = n.attr_int("group", 1);
+    BPUQ_CHECK(s.group > 0 && w[0] == s.C && s.C % s.group == 0, "graph.shape",
+               n.describe() + " weights " + shape_to_string(w) + " do not fit input channels " + std::to_string(s.C));
+    s.M = w[1] * s.group;
+    const std::size_t d = x.size() - 2;
+    s.in.assign(x.begin() + 2, x.end());
+    WindowGeometry& g = s.g;
+    g.kernel = n.attr_ints("kernel_shape", std::vector<std::int64_t>(w.begin() + 2, w.end()));
+    g.strides = n.attr_ints("strides", std::vector<std::int64_t>(d, 1));
+    g.dilations = n.attr_ints("dilations", std::vector<std::int64_t>(d, 1));
+    g.pads = n.attr_ints("pads", std::vector<std::int64_t>(2 * d, 0));
+    const auto out_pad = n.attr_ints("output_padding", std::vector<std::int64_t>(d, 0));
+    const auto out_shape = n.attr_ints("output_shape");
+    const std::string auto_pad = n.attr_string("auto_pad", "NOTSET");
+    BPUQ_CHECK(g.kernel.size() == d && g.strides.size() == d && g.dilations.size() == d && g.pads.size() == 2 * d &&
+                   out_pad.size() == d,
+               "graph.attribute", n.describe() + " attributes do not match " + std::to_string(d) + " spatial dims");
+    g.out.resize(d);
+    for (std::size_t i = 0; i < d; ++i) {
+        const std::int64_t full = g.strides[i] * (s.in[i] - 1) + out_pad[i] + (g.kernel[i] - 1) * g.dilations[i] + 1;
+        if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+            const std::int64_t target = !out_shape.empty() ? out_shape[out_shape.size() - d + i] : s.in[i] * g.strides[i];
+            // total may be negative when output_shape asks for more than the full output: the
+            // extra rows are then zeros (+bias) at the end, as in ONNX's reference
+            const std::int64_t total = full - target;
+            const std::int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);  // floor(total / 2)
+            // SAME_UPPER puts the odd pad at the end; SAME_LOWER and output_shape at the start
+            g.pads[i] = auto_pad == "SAME_UPPER" ? half : total - half;
+            g.pads[i + d] = total - g.pads[i];
+        } else if (auto_pad == "VALID") {
+            g.pads[i] = g.pads[i + d] = 0;
+        }
+        g.out[i] = full - g.pads[i] - g.pads[i + d];
+        BPUQ_CHECK(g.out[i] >= 0, "graph.shape", n.describe() + " output would have a negative size");
+    }
+    return s;
+}
+
+inline void infer_conv_transpose(const Node& n, const std::vector<InferInput>& in, std::vector<Value>& out,
+                                 std::int64_t) {
+    set_output_dtype(out, 0, DType::float32);
+    if (in.size() < 2 || !in[0].known_shape() || !in[1].known_shape()) return;
+    const ConvShape s = conv_transpose_shape(n, in[0].shape(), in[1].shape());
+    Shape o = {s.N, s.M};
+    o.insert(o.end(), s.g.out.begin(), s.g.out.end());
+    set_output(out, 0, DType::float32, o);
+}
+
+inline void run_conv_transpose(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
+                               const ExecContext& ctx, std::int64_t) {
+    const Tensor& x = need(n, in, 0);
+    const Tensor& w = need(n, in, 1);
+    check_float(n, x, "input");
+    check_float(n, w, "weight");
+    const ConvShape s = conv_transpose_shape(n, x.shape(), w.shape());
+    const Tensor* b = opt(in, 2);
+    Shape os = {s.N, s.M};
+    os.insert(os.end(), s.g.out.begin(), s.g.out.end());
+    out[0] = Tensor(DType::float32, os);
+    float* y = out[0].data<float>();
+    const std::size_t d = s.in.size();
+    const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group, KS = s.kernel_size();
+    const std::int64_t Pin = s.in_size(), Pout = s.out_size(), R = Mg * KS;
+    std::vector<float> col(static_cast<std::size_t>(R * Pin));
+    std::vector<std::int64_t> kidx(d), iidx(d);
+    for (std::int64_t nb = 0; nb < s.N; ++nb)
+        for (std::int64_t g = 0; g < s.group; ++g) {
+            // col[(m, k), p] = sum_c W[c, m, k] * X[c, p]
+            const float* wg = w.data<float>() + g * Cg * R;
+            const float* xg = x.data<float>() + (nb * s.C + g * Cg) * Pin;
+            Eigen::Map<const RowMatrix<float>> wm(wg, Cg, R);
+            Eigen::Map<const RowMatrix<float>> xm(xg, Cg, Pin);
+            Eigen::Map<RowMatrix<float>> cm(col.data(), R, Pin);
+            cm.noalias() = wm.transpose() * xm;
+            float* yg = y + (nb * s.M + g * Mg) * Pout;
+            // col2im: scatter-add every column entry to its output position
+            for (std::int64_t m = 0; m < Mg; ++m)
+                for (std::int64_t k = 0; k < KS; ++k) {
+                    std::int64_t r = k;
+                    for (std::size_t i = d; i-- > 0;) {
+                        kidx[i] = r % s.g.kernel[i];
+                        r /= s.g.kernel[i];
+                    }
+                    const float* src = col.data() + (m * KS + k) * Pin;
+                    for (std::int64_t p = 0; p < Pin; ++p) {
+                        std::int64_t q = p, off = 0;
+                        for (std::size_t i = d; i-- > 0;) {
+                            iidx[i] = q % s.in[i];
+                            q /= s.in[i];
+                        }
+                        bool inside = true;
+                        for (std::size_t i = 0; i < d && inside; ++i) {
+                            const std::int64_t pos = iidx[i] * s.g.strides[i] + kidx[i] * s.g.dilations[i] - s.g.pads[i];
+                            inside = pos >= 0 && pos < s.g.out[i];
+                            off = off * s.g.out[i] + pos;
+                        }
+                        if (inside) yg[m * Pout + off] += src[p];
+                    }
+                }
+        }
+    if (b) {
+        check_float(n, *b, "bias");
+        for (std::int64_t nm = 0; nm < s.N * s.M; ++nm)
+            for (std::int64_t p = 0; p < Pout; ++p) y[nm * Pout + p] += b->data<float>()[nm % s.M];
+    }
+}
+
+}  // namespace ops
+}  // namespace graph
+
+BPUQ_NAMESPACE_END

@@ -1,0 +1,86 @@
+// The calibrated (fake-quant) graph on ResNet-8: close to float, exactly float when every
+// Calibration node is off, and the default search picks its best-scoring candidate.
+#include <doctest/doctest.h>
+
+#include <bpuq/calib/search.hpp>
+#include <bpuq/io/npy.hpp>
+#include <bpuq/onnx/import.hpp>
+
+#include <filesystem>
+
+#include "test_support.hpp"
+
+using namespace bpuq;
+namespace fs = std::filesystem;
+
+namespace {
+std::string split_inputs(const std::string& model, const std::string& tag) {
+    const Tensor all = io::read_npy(bpuq_test::data_dir() + "/reference/" + model + "/inputs.npy");
+    const fs::path dir = fs::temp_directory_path() / ("bpuq_fq_" + tag);
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    Shape one = all.shape();
+    one[0] = 1;
+    const std::int64_t per = all.numel() / all.dim(0);
+    for (std::int64_t i = 0; i < all.dim(0); ++i) {
+        Tensor s(DType::float32, one);
+        std::copy(all.data<float>() + i * per, all.data<float>() + (i + 1) * per, s.data<float>());
+        io::write_npy((dir / ("s" + std::to_string(i) + ".npy")).string(), s);
+    }
+    return dir.string();
+}
+}  // namespace
+
+TEST_CASE("ResNet-8 fake quantization and the default search") {
+    if (!bpuq_test::path_exists(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx")) {
+        MESSAGE("skipped: no ResNet-8 under " << bpuq_test::data_dir());
+        return;
+    }
+    const graph::Graph g = onnx_io::load_model(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx");
+    graph::Executor fexec{graph::Graph(g)};
+    const calib::QuantPlan plan = calib::make_quant_plan(fexec.graph(), config::ConvertConfig{});
+    const std::string dir = split_inputs("resnet8_fp32", "r8");
+    io::CalibrationSet data({{fexec.graph().inputs[0], dir, "float32", {1, 3, 32, 32}}});
+    calib::CollectOptions opt;
+    opt.stats.per_channel = true;
+    const auto stats = calib::collect_statistics(fexec, data, plan, opt);
+    const auto reference = calib::float_outputs(fexec, data, data.size(), 2);
+
+    const auto weights = calib::quantize_weights(fexec.graph(), plan);
+    CHECK(weights.size() >= 9);  // every Conv and the Gemm
+    for (const auto& kv : weights) {
+        CHECK(kv.second.narrow);
+        CHECK(kv.second.axis >= 0);
+    }
+    const calib::CalibChoice mx{CalibMethod::max, 1.0, false, false};
+    graph::Graph calibrated = calib::make_calibrated_graph(fexec.graph(), plan, calib::choose_qparams(stats, plan, mx), weights, "max");
+    int cal_nodes = 0;
+    for (const auto& n : calibrated.nodes) cal_nodes += n.op_type == "Calibration";
+    int int32_outputs = 0;  // BPU Conv/Gemm/MatMul writing a float model output dequantize their int32 sum
+    for (const auto& n : fexec.graph().nodes)
+        for (const auto& o : n.outputs)
+            if (plan.nodes.at(n.name).on_bpu && calib::dequantizes_accumulator(n.op_type) && plan.tensors.count(o) &&
+                plan.tensors.at(o).float_output)
+                ++int32_outputs;
+    CHECK(cal_nodes == static_cast<int>(weights.size() + plan.calibrated.size()) - int32_outputs);
+    {
+        graph::Executor q{graph::Graph(calibrated)};
+        const auto s = calib::score_graph(q, data, reference, 2);
+        MESSAGE("ResNet-8 int8 max fake-quant cosine " << s[0].mean.cosine);
+        CHECK(s[0].mean.cosine > 0.99);
+        CHECK(s[0].mean.cosine < 1.0);
+    }
+    calib::set_calibration_enabled(calibrated, {}, false, /*all=*/true);
+    {
+        graph::Executor off{graph::Graph(calibrated)};
+        const auto s = calib::score_graph(off, data, reference, 1);
+        CHECK(s[0].mean.chebyshev == 0.0);  // identical to float
+    }
+    const auto cands = calib::default_search_candidates();
+    CHECK(cands.size() == 12);
+    const auto r = calib::search_choices(fexec.graph(), plan, stats, data, reference, cands, 2);
+    REQUIRE(r.scores.size() == 12);
+    for (const auto& s : r.scores) CHECK(s.cosine <= r.scores[r.best].cosine);
+    MESSAGE("default search picked " << r.scores[r.best].choice.describe() << " with cosine " << r.scores[r.best].cosine);
+    fs::remove_all(dir);
+}

@@ -1,0 +1,149 @@
+// bpuq_convert's flow on real models: every artifact is written and valid, the log has the lines
+// users grep for, preprocessing reproduces the source model, and bad input fails cleanly.
+#include <doctest/doctest.h>
+
+#include <bpuq/flow/convert.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "test_support.hpp"
+
+using namespace bpuq;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Temp {
+    fs::path dir;
+    explicit Temp(const std::string& name) : dir(fs::temp_directory_path() / ("bpuq_flow_" + name)) {
+        fs::remove_all(dir);
+        fs::create_directories(dir);
+    }
+    ~Temp() { fs::remove_all(dir); }
+};
+
+/// Writes reference inputs (optionally mapped back to raw pixels: x * a + b) as one .npy per sample.
+std::string write_samples(const std::string& model, const fs::path& dir, float a = 1.0f, float b = 0.0f) {
+    const Tensor all = io::read_npy(bpuq_test::data_dir() + "/reference/" + model + "/inputs.npy");
+    fs::create_directories(dir);
+    Shape one = all.shape();
+    one[0] = 1;
+    const std::int64_t per = all.numel() / all.dim(0);
+    for (std::int64_t i = 0; i < all.dim(0); ++i) {
+        Tensor s(DType::float32, one);
+        for (std::int64_t k = 0; k < per; ++k) s.data<float>()[k] = all.data<float>()[i * per + k] * a + b;
+        io::write_npy((dir / ("s" + std::to_string(i) + ".npy")).string(), s);
+    }
+    return dir.string();
+}
+
+config::ConvertConfig make_config(const std::string& model, const fs::path& work, const std::string& cal, const std::string& type) {
+    nlohmann::json j;
+    j["model_parameters"] = {{"onnx_model", model}, {"output_model_file_prefix", "m"}, {"working_dir", work.string()}};
+    j["input_parameters"] = {{"input_type_train", type}, {"input_type_rt", type}};
+    j["calibration_parameters"] = {{"cal_data_dir", cal}, {"calibration_type", "default"}};
+    return config::parse_convert_config(j, "test.yaml");
+}
+
+bool have(const std::string& rel) {
+    if (bpuq_test::path_exists(bpuq_test::data_dir() + "/" + rel)) return true;
+    MESSAGE("skipped: " << rel << " not under " << bpuq_test::data_dir());
+    return false;
+}
+
+std::string read_text(const std::string& p) {
+    std::ifstream f(p);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+}  // namespace
+
+TEST_CASE("ResNet-8: full conversion writes every artifact and a log users can grep") {
+    if (!have("cifar10/models/resnet8_fp32.onnx")) return;
+    Temp t("r8");
+    const std::string cal = write_samples("resnet8_fp32", t.dir / "cal");
+    const auto cfg = make_config(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx", t.dir / "out", cal, "rgb");
+    std::ostringstream console;
+    const flow::ConvertResult r = flow::convert(cfg, console, {2, 0});
+    for (const char* kind : {"original_float_model", "optimized_float_model", "calibrated_model", "quantized_model",
+                             "integer_program", "log", "report", "calibration_parameters"}) {
+        REQUIRE_MESSAGE(r.artifacts.count(kind), kind);
+        CHECK(fs::file_size(r.artifacts.at(kind)) > 0);
+    }
+    for (const auto& e : fs::directory_iterator(t.dir / "out")) CHECK(e.path().extension() != ".tmp");
+    const std::string log = read_text(r.artifacts.at("log"));
+    CHECK(log.find("Select ") != std::string::npos);
+    CHECK(log.find(" method.") != std::string::npos);
+    CHECK(log.find("Node") != std::string::npos);
+    CHECK(log.find("Cosine Similarity") != std::string::npos);
+    CHECK(log.find("Chebyshev Distance") != std::string::npos);
+    const nlohmann::json rep = nlohmann::json::parse(read_text(r.artifacts.at("report")));
+    REQUIRE(rep["outputs"].size() == 1);
+    const double cos = rep["outputs"][0]["cosine_similarity"].get<double>();
+    MESSAGE("ResNet-8 integer program vs float, output cosine " << cos << " with " << rep["calibration"]["method"]);
+    CHECK(cos > 0.995);
+    CHECK(rep["calibration"]["search"].size() >= 4);
+    CHECK(rep["nodes"].size() >= 10);
+    // the .bpuq file loads and runs
+    std::ifstream f(r.artifacts.at("integer_program"), std::ios::binary);
+    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    emul::Program p;
+    std::string err;
+    REQUIRE_MESSAGE(emul::deserialize_program(bytes.data(), bytes.size(), p, &err) == Status::ok, err);
+    emul::ProgramExecutor exec(std::move(p));
+    const auto y = exec.run({io::read_npy(cal + "/s0.npy")});
+    CHECK(y[0].shape() == Shape{1, 10});
+}
+
+TEST_CASE("MobileNet V2: the original float model with inserted mean/scale reproduces the source model") {
+    if (!have("imagenet/models/mobilenet_v2_1.0_224_fp32.onnx")) return;
+    Temp t("mv2");
+    // raw pixels: the reference inputs are (x - 128) / 128
+    const std::string cal = write_samples("mobilenet_v2_1.0_224_fp32", t.dir / "cal", 128.0f, 128.0f);
+    const std::string model = bpuq_test::data_dir() + "/imagenet/models/mobilenet_v2_1.0_224_fp32.onnx";
+    auto cfg = make_config(model, t.dir / "out", cal, "rgb");
+    cfg.inputs[0].norm_type = "data_mean_and_scale";
+    cfg.inputs[0].mean = {128.0f};
+    cfg.inputs[0].scale = {1.0f / 128.0f};
+    cfg.calibration_type = "max";
+    std::ostringstream console;
+    const auto r = flow::convert(cfg, console, {2, 4});
+    graph::Executor src{onnx_io::load_model(model)};
+    graph::Executor orig{onnx_io::load_model(r.artifacts.at("original_float_model"))};
+    graph::ExecContext ctx(2);
+    const Tensor ref_in = io::read_npy(bpuq_test::data_dir() + "/reference/mobilenet_v2_1.0_224_fp32/inputs.npy");
+    const std::int64_t per = ref_in.numel() / ref_in.dim(0);
+    Tensor normalized(DType::float32, {1, 3, 224, 224});
+    std::copy(ref_in.data<float>(), ref_in.data<float>() + per, normalized.data<float>());
+    const Tensor a = src.run({normalized}, ctx)[0];
+    const Tensor b = orig.run({io::read_npy(cal + "/s0.npy")}, ctx)[0];
+    const ErrorStats e = compare(a, b);
+    MESSAGE("original_float_model vs source: max |diff| " << e.chebyshev);
+    CHECK(e.chebyshev < 1e-5);
+    const nlohmann::json rep = nlohmann::json::parse(read_text(r.artifacts.at("report")));
+    MESSAGE("MobileNet V2 integer program vs float, output cosine " << rep["outputs"][0]["cosine_similarity"]);
+    CHECK(rep["outputs"][0]["cosine_similarity"].get<double>() > 0.98);
+}
+
+TEST_CASE("bad input fails with an error naming the problem") {
+    if (!have("cifar10/models/resnet8_fp32.onnx")) return;
+    Temp t("bad");
+    const std::string model = bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx";
+    std::ostringstream console;
+    auto cfg = make_config(model, t.dir / "out", (t.dir / "missing").string(), "rgb");
+    CHECK_THROWS_WITH_AS(flow::convert(cfg, console, {1, 0}), doctest::Contains("is not a folder"), bpuq::Error);
+    cfg = make_config(model, t.dir / "out", write_samples("resnet8_fp32", t.dir / "cal"), "rgb");
+    cfg.per_channel = true;
+    CHECK_THROWS_WITH_AS(flow::convert(cfg, console, {1, 0}), doctest::Contains("per_channel: true is not supported yet"), bpuq::Error);
+    cfg.per_channel = false;
+    cfg.inputs[0].name = "nope";
+    CHECK_THROWS_WITH_AS(flow::convert(cfg, console, {1, 0}), doctest::Contains("the model has no input 'nope'"), bpuq::Error);
+    cfg = make_config(model, t.dir / "out", (t.dir / "cal").string(), "rgb");
+    cfg.onnx_model = (t.dir / "cal" / "s0.npy").string();
+    CHECK_THROWS_AS(flow::convert(cfg, console, {1, 0}), bpuq::Error);
+    for (const auto& e : fs::recursive_directory_iterator(t.dir)) CHECK(e.path().extension() != ".tmp");
+}
