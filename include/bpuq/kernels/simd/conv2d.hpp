@@ -1,22 +1,27 @@
-// SIMD convolution and GEMM: weights packed once, register-blocked vpmaddwd micro-kernels, threads.
+// SIMD convolution and GEMM: weights packed once, register-blocked micro-kernels, threads.
 //
-// Terminology: a *tile* is MR output pixels of one output row times one *block* of 16 output
-// channels; its 2 x MR accumulator registers hold 8 channels each. K, the reduction, runs over
-// the taps of the kernel window and, inside a tap, over *pairs* of input channels.
+// Terminology: a *tile* is MR output pixels of one output row times one or two *blocks* of 16
+// output channels (32 on the int8 VNNI path), held in accumulator registers. K, the reduction,
+// runs over the taps of the kernel window and, inside a tap, over *pairs* (int16) or *quads*
+// (int8 VNNI) of input channels.
 //
-// Exactness: activations are widened to int16 as (q - zp_in) — padding becomes exactly 0 — and
-// weights to int16 at packing time; `vpmaddwd` multiplies int16 pairs into an exact int32 pair
-// sum (|sum| <= 2 * 32768 * 32767 < 2^31). int8 layers accumulate in int32 (guaranteed by the
-// 65536-term limit of Conv2dGeometry::validate). int16 layers accumulate in int32 when the
-// packed weights prove |acc| < 2^31 (32768 * sum |w| per output channel), else in chunks of at
-// most 255 pairs per int32 partial that are added into int64. The output stage is the reference
-// one, vectorized with per-lane multipliers and variable shifts; it equals
-// reference::conv2d bit for bit (tests/kernels/test_simd_conv.cpp).
+// Paths (the proofs of exactness are in docs/ARITHMETIC.md "Kernels: the SIMD paths"):
+//   AVX-512 VNNI, int8:  u8 (q + 128) x s8 with vpdpbusd, 8 x 32 tiles, zero point removed
+//                        through the bias;
+//   AVX-512 VNNI, int16: vpdpwssd on int16 pairs, 8 x 32 tiles, int32 over tap chunks proven
+//                        not to overflow, int64 across chunks;
+//   AVX2:                (q - zp) widened to int16, vpmaddwd + vpaddd, 6 x 16 tiles, int32 or
+//                        chunked int64 accumulation;
+//   depthwise:           its own loops (16 channels per vector, taps as the reduction).
+// The output stage is the reference one, vectorized with per-lane multipliers and variable
+// shifts; every path equals reference::conv2d bit for bit (tests/kernels/test_simd_conv.cpp).
 //
-// Weight layout (PackedConvWeights::data, int16):
-//   dense:     [group][block of 16 out channels][tap][input-channel pair][16 channels][2]
-//   depthwise: [block of 16 channels][tap pair][16 channels][2 taps]
-// Channels beyond C_out and the odd input channel or tap that completes a pair are zero.
+// Weight layouts (PackedConvWeights):
+//   data (int16):     [group][block of 16 out channels][tap][input-channel pair][16][2]
+//   data_s8 (int8):   [group][block of 32 out channels][tap][input-channel quad][32][4]
+//   data (depthwise): [block of 16 channels][tap pair][16][2 taps]
+//   dw_dwords:        [block of 16 channels][tap][16] dwords (w, 0)
+// Channels beyond C_out and the input channels or taps that complete a pair/quad are zero.
 #pragma once
 
 #include <algorithm>
