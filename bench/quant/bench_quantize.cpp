@@ -128,14 +128,19 @@ BENCHMARK_TEMPLATE(BM_quantize, simd::scalar, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_quantize, xsimd::sse4_1, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_quantize, xsimd::avx2, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_quantize, xsimd::avx2, std::int16_t) BPUQ_SIZES;
+BENCHMARK_TEMPLATE(BM_quantize, simd::avx512_vnni, std::int8_t) BPUQ_SIZES;
+BENCHMARK_TEMPLATE(BM_quantize, simd::avx512_vnni, std::int16_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_quantize_plain_loop, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_dequantize, simd::scalar, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_dequantize, xsimd::sse4_1, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_dequantize, xsimd::avx2, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_dequantize, xsimd::avx2, std::int16_t) BPUQ_SIZES;
+BENCHMARK_TEMPLATE(BM_dequantize, simd::avx512_vnni, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_requantize, simd::scalar, std::int8_t, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_requantize, xsimd::avx2, std::int8_t, std::int8_t) BPUQ_SIZES;
 BENCHMARK_TEMPLATE(BM_requantize, xsimd::avx2, std::int16_t, std::int8_t) BPUQ_SIZES;
+BENCHMARK_TEMPLATE(BM_requantize, simd::avx512_vnni, std::int8_t, std::int8_t) BPUQ_SIZES;
+BENCHMARK_TEMPLATE(BM_requantize, simd::avx512_vnni, std::int16_t, std::int8_t) BPUQ_SIZES;
 
 }  // namespace
 

@@ -6,5 +6,6 @@
 #include "kernels/reference.hpp"
 #include "kernels/simd/arch.hpp"
 #include "kernels/context.hpp"
+#include "kernels/dispatch.hpp"
 #include "kernels/simd/conv2d.hpp"
 #include "kernels/simd/quantize.hpp"

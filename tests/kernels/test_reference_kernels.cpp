@@ -324,7 +324,7 @@ TEST_CASE("reference resize: nearest picks ONNX's source pixel, bilinear agrees 
                     const int nx = std::min(std::max(int(std::ceil(src_x - 0.5)), 0), w - 1);
                     CHECK(yn[(std::size_t(oy) * ow + ox) * c + ch] == x[(std::size_t(ny) * w + nx) * c + ch]);
                 }
-        CHECK(agree.exact_fraction() > 0.97);
+        CHECK(agree.exact_fraction() > 0.9);  // 11-bit weights move near-ties by up to ~0.13 step
     }
 }
 

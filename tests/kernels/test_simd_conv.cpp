@@ -118,6 +118,13 @@ std::vector<Case> random_cases(int count) {
     return cases;
 }
 
+// kernels_fast (also run under ASan/UBSan) compiles this file with BPUQ_KERNELS_FAST=1: fewer cases.
+#if defined(BPUQ_KERNELS_FAST) && BPUQ_KERNELS_FAST
+constexpr int kCaseDivisor = 10;
+#else
+constexpr int kCaseDivisor = 1;
+#endif
+
 #define BPUQ_CONV_ARCHS bpuq::simd::scalar, xsimd::sse4_1, xsimd::avx2, bpuq::simd::avx512_vnni, bpuq::simd::default_arch
 
 }  // namespace
@@ -125,7 +132,7 @@ std::vector<Case> random_cases(int count) {
 TEST_CASE_TEMPLATE("simd conv2d equals the reference on random shapes (int8 in/out, both roundings, threads)", Arch,
                    BPUQ_CONV_ARCHS) {
     int i = 0;
-    for (const Case& c : random_cases(60)) {
+    for (const Case& c : random_cases(60 / kCaseDivisor)) {
         check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int8_t>(c, 1 + i % 3);
         check_case<Arch, RoundHalfToEven, std::int8_t, std::int8_t, std::int8_t>(c, 1);
         ++i;
@@ -135,7 +142,7 @@ TEST_CASE_TEMPLATE("simd conv2d equals the reference on random shapes (int8 in/o
 TEST_CASE_TEMPLATE("simd conv2d equals the reference for int16 activations, int16 weights and wide outputs", Arch,
                    BPUQ_CONV_ARCHS) {
     int i = 0;
-    for (const Case& c : random_cases(30)) {
+    for (const Case& c : random_cases(30 / kCaseDivisor)) {
         check_case<Arch, RoundHalfAwayFromZero, std::int16_t, std::int8_t, std::int16_t>(c, 1 + i % 2);
         check_case<Arch, RoundHalfToEven, std::int16_t, std::int8_t, std::int8_t>(c, 1);
         check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int32_t>(c, 2);
@@ -147,7 +154,7 @@ TEST_CASE_TEMPLATE("simd conv2d equals the reference for int16 activations, int1
 }
 
 TEST_CASE_TEMPLATE("simd conv2d equals the reference on saturating and extreme inputs", Arch, BPUQ_CONV_ARCHS) {
-    std::vector<Case> cases = random_cases(12);
+    std::vector<Case> cases = random_cases(12 / kCaseDivisor + 1);
     // a layer with a long reduction: int16 activations need the int64 path here
     Case big;
     big.g.in_h = big.g.in_w = 6;

@@ -16,7 +16,7 @@ using namespace bpuq;
 namespace {
 
 // Every architecture path this TU can run: the scalar fallback, SSE4.1, AVX2 and the default.
-#define BPUQ_TEST_ARCHS bpuq::simd::scalar, xsimd::sse4_1, xsimd::avx2, bpuq::simd::default_arch
+#define BPUQ_TEST_ARCHS bpuq::simd::scalar, xsimd::sse4_1, xsimd::avx2, bpuq::simd::avx512_vnni, bpuq::simd::default_arch
 
 /// Floats of every magnitude: random bit patterns (normals, denormals, +-0, +-Inf, NaNs), exact
 /// ties (k + 0.5) * scale, values near the clamp bounds, and ordinary values.
@@ -270,7 +270,7 @@ TEST_CASE_TEMPLATE("simd tensor wrappers equal the scalar tensor functions, per 
 TEST_CASE("the default architecture selects the widest path the compiler flags enable") {
 #if BPUQ_SIMD_HAS_AVX512_VNNI
     CHECK(simd::simd_level<simd::default_arch> == simd::Level::avx512_vnni);
-    CHECK(simd::vector_level<simd::default_arch> == simd::Level::avx2);
+    CHECK(simd::vector_level<simd::default_arch> == simd::Level::avx512_vnni);
 #elif BPUQ_SIMD_HAS_AVX2
     // xsimd's AVX-512 types do not derive from avx2; they must still select the AVX2 kernels
     CHECK(static_cast<int>(simd::simd_level<simd::default_arch>) >= static_cast<int>(simd::Level::avx2));
@@ -282,4 +282,38 @@ TEST_CASE("the default architecture selects the widest path the compiler flags e
 #if BPUQ_SIMD_HAS_SSE4_1
     CHECK(simd::simd_level<xsimd::sse4_2> == simd::Level::sse4_1);
 #endif
+}
+
+TEST_CASE("dispatch picks the widest compiled path the CPU supports and gives the reference's bits") {
+    const simd::Level active = dispatch::active_level();
+    CHECK(static_cast<int>(active) <= static_cast<int>(dispatch::compiled_level()));
+    CHECK(dispatch::cpu_supports(active));
+    CHECK(dispatch::cpu_supports(simd::Level::scalar));
+    MESSAGE("compiled " << std::string(dispatch::level_name(dispatch::compiled_level())) << ", active "
+                        << std::string(dispatch::level_name(active)));
+    const std::vector<float> x = adversarial_floats(1001, 0.05f, 3);
+    std::vector<std::int8_t> want(x.size()), got(x.size());
+    reference::quantize_span<RoundHalfToEven>(x.data(), want.data(), 1001, 0.05f, 3, -128, 127);
+    dispatch::quantize_span<RoundHalfToEven>(x.data(), got.data(), 1001, 0.05f, 3, -128, 127);
+    CHECK(want == got);
+
+    Conv2dGeometry g;
+    g.in_h = 6;
+    g.in_w = 11;
+    g.in_c = 13;
+    g.out_c = 40;
+    g.kernel_h = g.kernel_w = 3;
+    g.pad_top = g.pad_left = g.pad_bottom = g.pad_right = 1;
+    std::vector<std::int8_t> in(static_cast<std::size_t>(g.input_size())), w(static_cast<std::size_t>(g.weight_size()));
+    for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::int8_t>((i * 37) % 256 - 128);
+    for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<std::int8_t>((i * 91) % 255 - 127);
+    const QuantizedMultiplier m = quantize_multiplier(0.0021);
+    Requantization rq;
+    rq.multipliers = &m;
+    rq.per_channel = false;
+    rq.zero_point = 4;
+    std::vector<std::int8_t> y_ref(static_cast<std::size_t>(g.output_size())), y(y_ref.size());
+    reference::conv2d(g, in.data(), -7, w.data(), rq, y_ref.data());
+    dispatch::conv2d(KernelContext::with_threads(2), g, in.data(), -7, simd::PackedConvWeights::pack(g, w.data()), rq, y.data());
+    CHECK(y == y_ref);
 }

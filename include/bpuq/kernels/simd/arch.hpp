@@ -73,9 +73,10 @@ constexpr Level simd_level_of() noexcept {
 template <class Arch>
 constexpr Level simd_level = simd_level_of<Arch>();
 
-/// The path of the element-wise kernels (quantize, requantize), which stop at AVX2.
+/// The path of the element-wise kernels (quantize, dequantize, requantize): the same levels
+/// (their AVX-512 form needs only AVX-512 F/BW, which every VNNI machine has).
 template <class Arch>
-constexpr Level vector_level = simd_level<Arch> == Level::avx512_vnni ? Level::avx2 : simd_level<Arch>;
+constexpr Level vector_level = simd_level<Arch>;
 
 /// The best architecture the compiler flags allow (-march=native gives avx2 or wider here).
 using default_arch = xsimd::default_arch;

@@ -1,22 +1,27 @@
-// SIMD convolution and GEMM: weights packed once, register-blocked vpmaddwd micro-kernels, threads.
+// SIMD convolution and GEMM: weights packed once, register-blocked micro-kernels, threads.
 //
-// Terminology: a *tile* is MR output pixels of one output row times one *block* of 16 output
-// channels; its 2 x MR accumulator registers hold 8 channels each. K, the reduction, runs over
-// the taps of the kernel window and, inside a tap, over *pairs* of input channels.
+// Terminology: a *tile* is MR output pixels of one output row times one or two *blocks* of 16
+// output channels (32 on the int8 VNNI path), held in accumulator registers. K, the reduction,
+// runs over the taps of the kernel window and, inside a tap, over *pairs* (int16) or *quads*
+// (int8 VNNI) of input channels.
 //
-// Exactness: activations are widened to int16 as (q - zp_in) — padding becomes exactly 0 — and
-// weights to int16 at packing time; `vpmaddwd` multiplies int16 pairs into an exact int32 pair
-// sum (|sum| <= 2 * 32768 * 32767 < 2^31). int8 layers accumulate in int32 (guaranteed by the
-// 65536-term limit of Conv2dGeometry::validate). int16 layers accumulate in int32 when the
-// packed weights prove |acc| < 2^31 (32768 * sum |w| per output channel), else in chunks of at
-// most 255 pairs per int32 partial that are added into int64. The output stage is the reference
-// one, vectorized with per-lane multipliers and variable shifts; it equals
-// reference::conv2d bit for bit (tests/kernels/test_simd_conv.cpp).
+// Paths (the proofs of exactness are in docs/ARITHMETIC.md "Kernels: the SIMD paths"):
+//   AVX-512 VNNI, int8:  u8 (q + 128) x s8 with vpdpbusd, 8 x 32 tiles, zero point removed
+//                        through the bias;
+//   AVX-512 VNNI, int16: vpdpwssd on int16 pairs, 8 x 32 tiles, int32 over tap chunks proven
+//                        not to overflow, int64 across chunks;
+//   AVX2:                (q - zp) widened to int16, vpmaddwd + vpaddd, 6 x 16 tiles, int32 or
+//                        chunked int64 accumulation;
+//   depthwise:           its own loops (16 channels per vector, taps as the reduction).
+// The output stage is the reference one, vectorized with per-lane multipliers and variable
+// shifts; every path equals reference::conv2d bit for bit (tests/kernels/test_simd_conv.cpp).
 //
-// Weight layout (PackedConvWeights::data, int16):
-//   dense:     [group][block of 16 out channels][tap][input-channel pair][16 channels][2]
-//   depthwise: [block of 16 channels][tap pair][16 channels][2 taps]
-// Channels beyond C_out and the odd input channel or tap that completes a pair are zero.
+// Weight layouts (PackedConvWeights):
+//   data (int16):     [group][block of 16 out channels][tap][input-channel pair][16][2]
+//   data_s8 (int8):   [group][block of 32 out channels][tap][input-channel quad][32][4]
+//   data (depthwise): [block of 16 channels][tap pair][16][2 taps]
+//   dw_dwords:        [block of 16 channels][tap][16] dwords (w, 0)
+// Channels beyond C_out and the input channels or taps that complete a pair/quad are zero.
 #pragma once
 
 #include <algorithm>
@@ -30,6 +35,14 @@
 #include "../reference/conv2d.hpp"
 #include "../reference/gemm.hpp"
 #include "arch.hpp"
+
+// The register-blocked tiles are compiled as functions of their own: inlined into the large
+// convolution loops, GCC 12 was seen to spill a weight register to the stack on every step.
+#if defined(__GNUC__) || defined(__clang__)
+#define BPUQ_TILE_NOINLINE __attribute__((noinline))
+#else
+#define BPUQ_TILE_NOINLINE
+#endif
 
 BPUQ_NAMESPACE_BEGIN
 namespace simd {
@@ -283,7 +296,7 @@ inline void store16(TOut* out, __m256i a, __m256i b, int count) noexcept {
 /// `in` points at the first pixel's window origin; pixel m starts pixel_stride elements later;
 /// tap t adds tap_offset[t]. Weights are read sequentially (32 int16 per pair).
 template <int MR>
-inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
+BPUQ_TILE_NOINLINE inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
                        int pair_begin, int pair_end, const std::int16_t* w, __m256i (&acc)[6][2]) noexcept {
     __m256i r[MR][2];  // local accumulators: __m256i may alias anything (see vnni16_tile)
     for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
@@ -310,7 +323,7 @@ inline void dense_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, cons
 /// vpdpbusd adds its four u8 x s8 products to the int32 lane without intermediate saturation,
 /// so the sum is exact (unlike vpmaddubsw).
 template <int MR>
-inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
+BPUQ_TILE_NOINLINE inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
                       int quads, const std::int8_t* w, __m512i (&acc)[8][2]) noexcept {
     __m512i r[MR][2];  // local: see vnni16_tile
     for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
@@ -332,7 +345,7 @@ inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const
 /// MR pixels x NB blocks of 16 channels with vpdpwssd on int16 pairs (exact while a pair sum
 /// fits int32, which conv2d checks), over taps [t0, t1).
 template <int MR, int NB>
-inline void vnni16_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int t0,
+BPUQ_TILE_NOINLINE inline void vnni16_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int t0,
                         int t1, int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
     // local accumulators: __m512i may alias anything, so updating acc[][] in place would force a
     // store after every instruction
@@ -374,39 +387,60 @@ inline void vnni16_tile_any(int mr, const std::int16_t* in, std::ptrdiff_t ps, c
     }
 }
 
+/// The output-stage constants as locals of the calling loop: stores through an int8 output
+/// pointer may alias anything, so constants read through OutputConstants would be reloaded after
+/// every store; copies whose address never escapes are not.
+struct OutputRegs16 {
+    const std::int32_t* bias;
+    const std::int64_t* multiplier;
+    const std::int64_t* shift;
+    const std::int64_t* half;
+    std::int64_t low, high;  // scalars, not registers: they must not compete with the tile's accumulators
+    std::int32_t zero_point;
+    explicit OutputRegs16(const OutputConstants& k) noexcept
+        : bias(k.bias.data()), multiplier(k.multiplier16.data()), shift(k.shift16.data()), half(k.half16.data()),
+          low(k.low), high(k.high), zero_point(k.zero_point) {}
+};
+
 /// The output stage on 16 int32 lanes (channels v0 .. v0 + 15) with AVX-512's 64-bit
 /// arithmetic shifts and min/max: the same formula as output_stage8, fewer instructions.
 template <bool HalfToEven>
-inline __m512i output_stage16(__m512i acc, const OutputConstants& k, int v0) noexcept {
-    const __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(&k.bias[static_cast<std::size_t>(v0)]));
-    const __m512i low = _mm512_set1_epi64(k.low), high = _mm512_set1_epi64(k.high), one = _mm512_set1_epi64(1);
+inline __m512i output_stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+    const __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(k.bias + v0));
+    const __m512i one = _mm512_set1_epi64(1);
     __m512i r[2];
     for (int h = 0; h < 2; ++h) {
-        const std::size_t s = static_cast<std::size_t>(v0 + 8 * h);
+        const int s = v0 + 8 * h;
         const __m512i src = h == 0 ? x : _mm512_srli_epi64(x, 32);
-        const __m512i shift = _mm512_loadu_si512(&k.shift16[s]);
-        const __m512i p = _mm512_mul_epi32(src, _mm512_loadu_si512(&k.multiplier16[s]));
-        __m512i biased = _mm512_add_epi64(p, _mm512_loadu_si512(&k.half16[s]));  // |p| < 2^62: no overflow
+        const __m512i shift = _mm512_loadu_si512(k.shift + s);
+        const __m512i p = _mm512_mul_epi32(src, _mm512_loadu_si512(k.multiplier + s));
+        __m512i biased = _mm512_add_epi64(p, _mm512_loadu_si512(k.half + s));  // |p| < 2^62: no overflow
         if (HalfToEven)
             biased = _mm512_add_epi64(_mm512_sub_epi64(biased, one), _mm512_and_si512(_mm512_srlv_epi64(p, shift), one));
         else
             biased = _mm512_add_epi64(biased, _mm512_srai_epi64(p, 63));
-        r[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(biased, shift), low), high);
+        r[h] = _mm512_min_epi64(_mm512_max_epi64(_mm512_srav_epi64(biased, shift), _mm512_set1_epi64(k.low)),
+                                _mm512_set1_epi64(k.high));
     }
     return _mm512_add_epi32(_mm512_mask_blend_epi32(0xaaaa, r[0], _mm512_slli_epi64(r[1], 32)),
                             _mm512_set1_epi32(k.zero_point));
 }
 
-/// Stores `count` <= 16 int32 lanes as TOut with saturate_cast semantics (masked tail).
+/// Stores `count` <= 16 int32 lanes as TOut with saturate_cast semantics (masked only for a tail:
+/// masked narrowing stores are slow).
 template <class TOut>
 inline void store16_avx512(TOut* out, __m512i v, int count) noexcept {
-    const __mmask16 mask = static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << count) - 1u);
     if constexpr (std::is_same<TOut, std::int32_t>::value) {
-        _mm512_mask_storeu_epi32(out, mask, v);
+        if (count == 16) _mm512_storeu_si512(out, v);
+        else _mm512_mask_storeu_epi32(out, static_cast<__mmask16>((1u << count) - 1u), v);
     } else if constexpr (std::is_same<TOut, std::int16_t>::value) {
-        _mm256_mask_storeu_epi16(out, mask, _mm512_cvtsepi32_epi16(v));
+        const __m256i n = _mm512_cvtsepi32_epi16(v);
+        if (count == 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), n);
+        else _mm256_mask_storeu_epi16(out, static_cast<__mmask16>((1u << count) - 1u), n);
     } else {
-        _mm_mask_storeu_epi8(out, mask, _mm512_cvtsepi32_epi8(v));
+        const __m128i n = _mm512_cvtsepi32_epi8(v);
+        if (count == 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(out), n);
+        else _mm_mask_storeu_epi8(out, static_cast<__mmask16>((1u << count) - 1u), n);
     }
 }
 #endif  // BPUQ_SIMD_HAS_AVX512_VNNI
@@ -482,8 +516,10 @@ inline void widen_and_pad(const Conv2dGeometry& g, const TIn* input, std::int32_
 }  // namespace detail
 
 /// Convolution over NHWC with packed weights; bit-identical to reference::conv2d.
-/// AVX2 (and wider) run the SIMD kernels; other architectures, int16 inputs with a non-zero
-/// zero point, and weights whose (w - zp_w) needs more than int16 run the scalar reference.
+/// AVX-512 VNNI and AVX2 run SIMD kernels. The scalar reference runs instead for other
+/// architectures, int16 inputs with a non-zero zero point, int16 activations against a weight of
+/// -32768 (a vpmaddwd pair could reach 2^31), and depthwise layers whose sums could leave int32.
+/// Threads: ctx.threads split output rows x channel blocks; results do not depend on them.
 template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TIn, class TOut>
 inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn* input, std::int32_t input_zero_point,
                    const PackedConvWeights& w, const Requantization& rq, TOut* output) {
@@ -507,6 +543,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         max_abs_bias = std::max<std::int64_t>(max_abs_bias, std::abs(std::int64_t(rq.bias[c])));
     const bool wide = max_abs_input * w.max_abs_weight_sum + max_abs_bias > kInt32Max;
     if (!simd_ok || (wide && w.depthwise)) {
+        (void)ctx;  // the scalar reference runs on the calling thread
         reference::conv2d<Round>(g, input, input_zero_point, w.ohwi.data(), rq, output);
         return;
     }
@@ -542,6 +579,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             tap_off[static_cast<std::size_t>(t)] =
                 (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
         parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
+            const detail::OutputRegs16 kr(kd);
+            const bool half_even = kd.half_to_even;
             for (std::int64_t item = r0; item < r1; ++item) {
                 const std::int64_t r = item / blocks;
                 const int b = static_cast<int>(item % blocks);
@@ -561,8 +600,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                         acc = _mm512_dpwssd_epi32(acc, a, _mm512_loadu_si512(wv + t * B));
                     }
                     detail::store16_avx512(out + std::int64_t(ox) * g.out_c,
-                                           kd.half_to_even ? detail::output_stage16<true>(acc, kd, c0)
-                                                           : detail::output_stage16<false>(acc, kd, c0),
+                                           half_even ? detail::output_stage16<true>(acc, kr, c0)
+                                                     : detail::output_stage16<false>(acc, kr, c0),
                                            count);
                 }
             }
@@ -644,6 +683,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         const std::int64_t blocks = std::int64_t(g.groups) * w.blocks32_per_group;
         const std::size_t block_weights = static_cast<std::size_t>(taps) * quads * 128;
         parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
+            const detail::OutputRegs16 kr(k8);
+            const bool half_even = k8.half_to_even;
             for (std::int64_t item = i0; item < i1; ++item) {
                 const std::int64_t row = item / blocks;
                 const int blk = static_cast<int>(item % blocks);
@@ -675,8 +716,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                         for (int h = 0; h < 2 && 16 * h < count; ++h) {
                             const int vc = v0 + 16 * h, cnt = std::min(16, count - 16 * h);
                             detail::store16_avx512(o + 16 * h,
-                                                   k8.half_to_even ? detail::output_stage16<true>(acc[m][h], k8, vc)
-                                                                   : detail::output_stage16<false>(acc[m][h], k8, vc),
+                                                   half_even ? detail::output_stage16<true>(acc[m][h], kr, vc)
+                                                             : detail::output_stage16<false>(acc[m][h], kr, vc),
                                                    cnt);
                         }
                     }
@@ -723,6 +764,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             const std::int64_t items_per_row = std::int64_t(g.groups) * pairs_per_group;
             const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
             parallel_for(ctx, std::int64_t(g.batch) * oh * items_per_row, [&](std::int64_t i0, std::int64_t i1) {
+                const detail::OutputRegs16 kr(k);
+                const bool half_even = k.half_to_even;
                 std::vector<std::int64_t> sums(8 * 32);
                 for (std::int64_t item = i0; item < i1; ++item) {
                     const std::int64_t row = item / items_per_row;
@@ -778,8 +821,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                                     }
                                     v = _mm512_load_si512(narrow);
                                 }
-                                detail::store16_avx512(o, k.half_to_even ? detail::output_stage16<true>(v, k, v0)
-                                                                         : detail::output_stage16<false>(v, k, v0),
+                                detail::store16_avx512(o, half_even ? detail::output_stage16<true>(v, kr, v0)
+                                                                    : detail::output_stage16<false>(v, kr, v0),
                                                        count);
                             }
                     }

@@ -79,6 +79,52 @@ struct IntOps<Level::avx2> {
 };
 #endif
 
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+// AVX-512: masks are k-registers; the two blend overloads tell 32-bit from 64-bit lanes by the
+// mask type (__mmask16 vs __mmask8). Narrowing uses the truncating vpmovdb / vpmovdw.
+template <>
+struct IntOps<Level::avx512_vnni> {
+    using arch = xsimd::avx512bw;
+    using reg = __m512i;
+    static constexpr int lanes = 16;
+
+    static reg load_widen(const std::int8_t* p) noexcept {
+        return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static reg load_widen(const std::int16_t* p) noexcept {
+        return _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static void store_narrow4(std::int8_t* p, reg a, reg b, reg c, reg d) noexcept {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(a));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 16), _mm512_cvtepi32_epi8(b));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 32), _mm512_cvtepi32_epi8(c));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 48), _mm512_cvtepi32_epi8(d));
+    }
+    static void store_narrow2(std::int16_t* p, reg a, reg b) noexcept {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(a));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + 16), _mm512_cvtepi32_epi16(b));
+    }
+    static __mmask16 float_mask_to_int(__mmask16 m) noexcept { return m; }
+    static reg blend(reg a, reg b, __mmask16 mask) noexcept { return _mm512_mask_blend_epi32(mask, a, b); }
+    static reg blend(reg a, reg b, __mmask8 mask) noexcept { return _mm512_mask_blend_epi64(mask, a, b); }
+    static reg mul_even_i32(reg a, reg b) noexcept { return _mm512_mul_epi32(a, b); }
+    static reg odd_to_even(reg a) noexcept { return _mm512_srli_epi64(a, 32); }
+    static reg add64(reg a, reg b) noexcept { return _mm512_add_epi64(a, b); }
+    static reg sub64(reg a, reg b) noexcept { return _mm512_sub_epi64(a, b); }
+    static reg srl64(reg a, __m128i count) noexcept { return _mm512_srl_epi64(a, count); }
+    static reg and_(reg a, reg b) noexcept { return _mm512_and_si512(a, b); }
+    static reg set64(std::int64_t v) noexcept { return _mm512_set1_epi64(v); }
+    static reg set32(std::int32_t v) noexcept { return _mm512_set1_epi32(v); }
+    static reg add32(reg a, reg b) noexcept { return _mm512_add_epi32(a, b); }
+    static reg sub32(reg a, reg b) noexcept { return _mm512_sub_epi32(a, b); }
+    static reg negative64(reg a) noexcept { return _mm512_srai_epi64(a, 63); }
+    static __mmask8 greater64(reg a, reg b) noexcept { return _mm512_cmpgt_epi64_mask(a, b); }
+    static reg interleave_low32(reg even, reg odd) noexcept {
+        return _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64(odd, 32));
+    }
+};
+#endif
+
 #if BPUQ_SIMD_HAS_SSE4_1
 template <>
 struct IntOps<Level::sse4_1> {
