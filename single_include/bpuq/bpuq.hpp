@@ -828,8 +828,17 @@ class Tensor {
 public:
     Tensor() = default;
 
+    /// Tag for the constructor that skips zero-filling (the caller overwrites every element).
+    struct Uninitialized {};
+
     /// Allocates zero-initialized storage.
-    Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+    Tensor(DType dtype, Shape shape) : Tensor(dtype, std::move(shape), Uninitialized{}) {
+        if (bytes_) std::memset(data_, 0, bytes_);
+    }
+
+    /// Allocates storage without initializing it: for kernels that write every element
+    /// (the float executor), where zero-filling large activations costs measurable time.
+    Tensor(DType dtype, Shape shape, Uninitialized) : dtype_(dtype), shape_(std::move(shape)) {
         const std::int64_t n = shape_numel(shape_);
         const std::size_t elem = dtype_size(dtype_);
         BPUQ_CHECK(static_cast<std::uint64_t>(n) <= detail::kMaxTensorBytes / elem, "shape.overflow",
@@ -847,7 +856,6 @@ public:
 #else
         p = static_cast<std::byte*>(::operator new[](bytes_ ? bytes_ : 1, std::align_val_t(detail::kTensorAlignment)));
 #endif
-        std::memset(p, 0, bytes_);
         storage_ = std::shared_ptr<std::byte>(p, detail::AlignedDeleter{});
         data_ = p;
     }
