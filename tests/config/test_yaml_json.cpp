@@ -4,6 +4,7 @@
 #include <bpuq/config.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "yaml_json.hpp"
@@ -77,4 +78,18 @@ TEST_CASE("errors name the file and the line") {
     CHECK_THROWS_WITH_AS(read_config_file(list), doctest::Contains("top level must be a mapping"), bpuq::Error);
     const std::string badjson = write_temp("bad.json", "{\"a\": }");
     CHECK_THROWS_WITH_AS(read_config_file(badjson), doctest::Contains("not valid JSON"), bpuq::Error);
+}
+
+TEST_CASE("every shipped example config parses") {
+    namespace fs = std::filesystem;
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(std::string(BPUQ_SOURCE_DIR) + "/examples/configs")) {
+        if (e.path().extension() != ".yaml") continue;
+        const auto j = read_config_file(e.path().string());
+        const auto c = bpuq::config::parse_convert_config(j, e.path().filename().string(), e.path().parent_path().string());
+        CHECK(c.calibration_type == "default");
+        CHECK(c.onnx_model.find("shared/data") != std::string::npos);
+        ++n;
+    }
+    CHECK(n == 5);
 }
