@@ -100,7 +100,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     ConvertLog log(console);
     ConvertResult result;
     nlohmann::json& rep = result.report;
-    nlohmann::json timings = nlohmann::json::object();
+    nlohmann::ordered_json timings = nlohmann::ordered_json::object();  // stage order
     const auto t_start = clock::now();
     const std::string prefix = (fs::path(cfg.working_dir) / cfg.output_model_file_prefix).string();
     auto artifact = [&](const std::string& kind, const std::string& path) {
