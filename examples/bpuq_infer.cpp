@@ -1,14 +1,21 @@
-// bpuq_infer: runs an ONNX model with bpuq's float executor on .npy inputs.
+// bpuq_infer: runs an ONNX model (float executor) or a .bpuq integer program (bit-exact
+// emulator, SIMD kernels) on .npy inputs.
 //
-//   bpuq_infer --model M.onnx --input X.npy [--input Y.npy ...] --output OUT.npy
+//   bpuq_infer --model M.onnx|M.bpuq --input X.npy [--input Y.npy ...] --output OUT.npy
 //              [--output-dir D] [--threads N] [--repeat K] [--optimize]
 //
 // The first axis of each .npy is the sample axis. When the model's batch dimension is 1 the
 // samples are run one by one and the outputs stacked; otherwise the arrays are fed whole.
 // --output writes the first graph output; --output-dir writes every output as <name>.npy.
 // --repeat K runs every sample K times and prints the median latency per sample.
+#include <bpuq/emul/executor.hpp>
+#include <bpuq/emul/program_format.hpp>
+#include <bpuq/io/calibration_data.hpp>
 #include <bpuq/io/npy.hpp>
 #include <bpuq/onnx.hpp>
+
+#include <fstream>
+#include <memory>
 
 #include <algorithm>
 #include <chrono>
@@ -21,7 +28,7 @@
 namespace {
 
 void usage() {
-    std::cerr << "usage: bpuq_infer --model M.onnx --input X.npy [--input Y.npy ...] --output OUT.npy\n"
+    std::cerr << "usage: bpuq_infer --model M.onnx|M.bpuq --input X.npy [--input Y.npy ...] --output OUT.npy\n"
                  "                  [--output-dir D] [--threads N] [--repeat K] [--optimize]\n";
 }
 
@@ -54,6 +61,70 @@ bpuq::Tensor stack(const std::vector<bpuq::Tensor>& parts) {
         off += p.nbytes();
     }
     return r;
+}
+
+/// What bpuq_infer needs of a model: input/output names, whether an input has batch 1, run.
+struct Runner {
+    virtual ~Runner() = default;
+    virtual std::vector<std::string> inputs() const = 0;
+    virtual std::vector<std::string> outputs() const = 0;
+    /// The input's shape when known (empty otherwise).
+    virtual bpuq::Shape input_shape(std::size_t k) const = 0;
+    virtual std::vector<bpuq::Tensor> run(const std::vector<bpuq::Tensor>& feed) const = 0;
+};
+
+struct GraphRunner : Runner {
+    GraphRunner(bpuq::graph::Graph g, int threads) : ex(std::move(g)), ctx(threads) {}
+    std::vector<std::string> inputs() const override { return ex.graph().inputs; }
+    std::vector<std::string> outputs() const override { return ex.graph().outputs; }
+    bpuq::Shape input_shape(std::size_t k) const override {
+        const bpuq::graph::Value* v = ex.graph().find_value(ex.graph().inputs[k]);
+        return v && v->has_shape ? v->shape : bpuq::Shape{};
+    }
+    std::vector<bpuq::Tensor> run(const std::vector<bpuq::Tensor>& feed) const override { return ex.run(feed, ctx); }
+    bpuq::graph::Executor ex;
+    bpuq::graph::ExecContext ctx;
+};
+
+/// Integer programs take their program inputs' dtype (float32 for the training-space inputs);
+/// other numeric .npy dtypes (e.g. uint8 pixels) are converted.
+struct ProgramRunner : Runner {
+    ProgramRunner(bpuq::emul::Program p, int threads) : ex(std::move(p), {threads, true}) {}
+    std::vector<std::string> names(const std::vector<std::int32_t>& ids) const {
+        std::vector<std::string> n;
+        for (auto id : ids) n.push_back(ex.program().tensors[std::size_t(id)].name);
+        return n;
+    }
+    std::vector<std::string> inputs() const override { return names(ex.program().inputs); }
+    std::vector<std::string> outputs() const override { return names(ex.program().outputs); }
+    bpuq::Shape input_shape(std::size_t k) const override {
+        return ex.program().tensors[std::size_t(ex.program().inputs[k])].shape;
+    }
+    std::vector<bpuq::Tensor> run(const std::vector<bpuq::Tensor>& feed) const override {
+        std::vector<bpuq::Tensor> in;
+        for (std::size_t k = 0; k < feed.size(); ++k) {
+            const auto& t = ex.program().tensors[std::size_t(ex.program().inputs[k])];
+            in.push_back(t.dtype == bpuq::DType::float32 ? bpuq::io::to_float32(feed[k]) : feed[k]);
+        }
+        return ex.run(in);
+    }
+    bpuq::emul::ProgramExecutor ex;
+};
+
+std::unique_ptr<Runner> open_model(const std::string& path, bool optimize, int threads) {
+    if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".bpuq") == 0) {
+        std::ifstream f(path, std::ios::binary);
+        BPUQ_CHECK(f.good(), "infer.open", "cannot open integer program '" + path + "'");
+        const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        bpuq::emul::Program p;
+        std::string err;
+        const bpuq::Status st = bpuq::emul::deserialize_program(bytes.data(), bytes.size(), p, &err);
+        BPUQ_CHECK(st == bpuq::Status::ok, "infer.program", "'" + path + "' is not a valid bpuq program: " + err);
+        return std::make_unique<ProgramRunner>(std::move(p), threads);
+    }
+    bpuq::graph::Graph g = bpuq::onnx_io::load_model(path);
+    if (optimize) bpuq::graph::optimize(g);
+    return std::make_unique<GraphRunner>(std::move(g), threads);
 }
 
 }  // namespace
@@ -93,10 +164,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     try {
-        bpuq::graph::Graph g = bpuq::onnx_io::load_model(model);
-        if (optimize) bpuq::graph::optimize(g);
-        const bpuq::graph::Executor ex(std::move(g));
-        const auto& gi = ex.graph().inputs;
+        const std::unique_ptr<Runner> ex = open_model(model, optimize, threads);
+        const std::vector<std::string> gi = ex->inputs(), go = ex->outputs();
         BPUQ_CHECK(inputs.size() == gi.size(), "infer.inputs",
                    "model '" + model + "' has " + std::to_string(gi.size()) + " inputs, got " + std::to_string(inputs.size()) +
                        " --input files (one per graph input, in order)");
@@ -106,25 +175,24 @@ int main(int argc, char** argv) {
         bool per_sample = true;
         std::int64_t samples = -1;
         for (std::size_t k = 0; k < gi.size(); ++k) {
-            const bpuq::graph::Value* v = ex.graph().find_value(gi[k]);
-            const bool batch1 = v && v->has_shape && !v->shape.empty() && v->shape[0] == 1;
-            per_sample = per_sample && batch1 && arrays[k].rank() == v->shape.size();
+            const bpuq::Shape shape = ex->input_shape(k);
+            const bool batch1 = !shape.empty() && shape[0] == 1;
+            per_sample = per_sample && batch1 && arrays[k].rank() == shape.size();
             BPUQ_CHECK(arrays[k].rank() >= 1, "infer.inputs", "input '" + inputs[k] + "' is a scalar; need a sample axis");
             BPUQ_CHECK(samples < 0 || samples == arrays[k].dim(0), "infer.inputs",
                        "inputs have different sample counts (first axis)");
             samples = arrays[k].dim(0);
         }
-        bpuq::graph::ExecContext ctx(threads);
-        std::vector<std::vector<bpuq::Tensor>> per_output(ex.graph().outputs.size());
+        std::vector<std::vector<bpuq::Tensor>> per_output(go.size());
         std::vector<double> latencies;
         const std::int64_t runs = per_sample ? samples : 1;
         for (std::int64_t s = 0; s < runs; ++s) {
             std::vector<bpuq::Tensor> feed;
             for (const auto& a : arrays) feed.push_back(per_sample ? take_sample(a, s) : a);
-            std::vector<bpuq::Tensor> outs = ex.run(feed, ctx);
+            std::vector<bpuq::Tensor> outs = ex->run(feed);
             for (int r = 0; r < repeat; ++r) {
                 const auto t0 = std::chrono::steady_clock::now();
-                outs = ex.run(feed, ctx);
+                outs = ex->run(feed);
                 latencies.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
             }
             for (std::size_t o = 0; o < outs.size(); ++o) per_output[o].push_back(outs[o]);
@@ -134,10 +202,10 @@ int main(int argc, char** argv) {
         if (!output.empty()) bpuq::io::write_npy(output, results[0]);
         if (!output_dir.empty())
             for (std::size_t o = 0; o < results.size(); ++o)
-                bpuq::io::write_npy(output_dir + "/" + file_safe(ex.graph().outputs[o]) + ".npy", results[o]);
+                bpuq::io::write_npy(output_dir + "/" + file_safe(go[o]) + ".npy", results[o]);
         std::cout << "bpuq_infer: " << runs << (per_sample ? " sample(s) one by one" : " batched run") << ", outputs:";
         for (std::size_t o = 0; o < results.size(); ++o)
-            std::cout << " " << ex.graph().outputs[o] << bpuq::shape_to_string(results[o].shape());
+            std::cout << " " << go[o] << bpuq::shape_to_string(results[o].shape());
         std::cout << "\n";
         if (repeat > 0) {
             std::sort(latencies.begin(), latencies.end());

@@ -19,3 +19,12 @@ endforeach()
 if(NOT out MATCHES "Select [a-z-]+ method\\.")
   message(FATAL_ERROR "the log lacks the 'Select ... method.' line")
 endif()
+# the integer program runs in bpuq_infer on the example's evaluation images
+if(INFER)
+  execute_process(COMMAND ${INFER} --model model_output/shapes_cnn.bpuq --input eval_images.npy --output program_out.npy
+                  WORKING_DIRECTORY ${WORK} RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+  message(STATUS "${out}")
+  if(rc OR NOT out MATCHES "400 sample\\(s\\) one by one, outputs: prob\\[400x4\\]")
+    message(FATAL_ERROR "bpuq_infer failed on the integer program: ${out}")
+  endif()
+endif()
