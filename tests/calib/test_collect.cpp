@@ -9,29 +9,11 @@
 #include <cmath>
 #include <filesystem>
 
-#include "test_support.hpp"
+#include "reference_samples.hpp"
 
 using namespace bpuq;
 namespace fs = std::filesystem;
 
-namespace {
-/// Splits reference/<model>/inputs.npy into one .npy file per sample in a temp folder.
-std::string split_reference_inputs(const std::string& model, const std::string& tag) {
-    const Tensor all = io::read_npy(bpuq_test::data_dir() + "/reference/" + model + "/inputs.npy");
-    const fs::path dir = fs::temp_directory_path() / ("bpuq_collect_" + tag);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    Shape one = all.shape();
-    one[0] = 1;
-    const std::int64_t per = all.numel() / all.dim(0);
-    for (std::int64_t i = 0; i < all.dim(0); ++i) {
-        Tensor s(DType::float32, one);
-        std::copy(all.data<float>() + i * per, all.data<float>() + (i + 1) * per, s.data<float>());
-        io::write_npy((dir / ("s" + std::to_string(i) + ".npy")).string(), s);
-    }
-    return dir.string();
-}
-}  // namespace
 
 TEST_CASE("ResNet-8 statistics: exact extrema, thread-independent, every choice valid") {
     if (!bpuq_test::path_exists(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx")) {
@@ -41,7 +23,7 @@ TEST_CASE("ResNet-8 statistics: exact extrema, thread-independent, every choice 
     graph::Executor exec(onnx_io::load_model(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx"));
     config::ConvertConfig cfg;
     const calib::QuantPlan plan = calib::make_quant_plan(exec.graph(), cfg);
-    const std::string dir = split_reference_inputs("resnet8_fp32", "r8");
+    const std::string dir = bpuq_test::write_reference_samples("resnet8_fp32", fs::temp_directory_path() / "bpuq_collect_r8");
     const Shape in_shape{1, 3, 32, 32};
     io::CalibrationSet data({{exec.graph().inputs[0], dir, "float32", in_shape}});
 

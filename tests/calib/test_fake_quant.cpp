@@ -8,28 +8,11 @@
 
 #include <filesystem>
 
-#include "test_support.hpp"
+#include "reference_samples.hpp"
 
 using namespace bpuq;
 namespace fs = std::filesystem;
 
-namespace {
-std::string split_inputs(const std::string& model, const std::string& tag) {
-    const Tensor all = io::read_npy(bpuq_test::data_dir() + "/reference/" + model + "/inputs.npy");
-    const fs::path dir = fs::temp_directory_path() / ("bpuq_fq_" + tag);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    Shape one = all.shape();
-    one[0] = 1;
-    const std::int64_t per = all.numel() / all.dim(0);
-    for (std::int64_t i = 0; i < all.dim(0); ++i) {
-        Tensor s(DType::float32, one);
-        std::copy(all.data<float>() + i * per, all.data<float>() + (i + 1) * per, s.data<float>());
-        io::write_npy((dir / ("s" + std::to_string(i) + ".npy")).string(), s);
-    }
-    return dir.string();
-}
-}  // namespace
 
 TEST_CASE("ResNet-8 fake quantization and the default search") {
     if (!bpuq_test::path_exists(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx")) {
@@ -39,7 +22,7 @@ TEST_CASE("ResNet-8 fake quantization and the default search") {
     const graph::Graph g = onnx_io::load_model(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx");
     graph::Executor fexec{graph::Graph(g)};
     const calib::QuantPlan plan = calib::make_quant_plan(fexec.graph(), config::ConvertConfig{});
-    const std::string dir = split_inputs("resnet8_fp32", "r8");
+    const std::string dir = bpuq_test::write_reference_samples("resnet8_fp32", fs::temp_directory_path() / "bpuq_fq_r8");
     io::CalibrationSet data({{fexec.graph().inputs[0], dir, "float32", {1, 3, 32, 32}}});
     calib::CollectOptions opt;
     opt.stats.per_channel = true;

@@ -12,7 +12,7 @@
 
 #include <filesystem>
 
-#include "test_support.hpp"
+#include "reference_samples.hpp"
 
 using namespace bpuq;
 namespace fs = std::filesystem;
@@ -32,18 +32,8 @@ Flow calibrate(const std::string& model_path, const std::string& reference, cons
     f.optimized = onnx_io::load_model(model_path);
     graph::optimize(f.optimized);
     f.plan = calib::make_quant_plan(f.optimized, config::ConvertConfig{});
-    const Tensor all = io::read_npy(bpuq_test::data_dir() + "/reference/" + reference + "/inputs.npy");
-    f.dir = (fs::temp_directory_path() / ("bpuq_lower_" + reference)).string();
-    fs::remove_all(f.dir);
-    fs::create_directories(f.dir);
-    Shape one = all.shape();
-    one[0] = 1;
-    const std::int64_t per = all.numel() / all.dim(0);
-    for (std::int64_t i = 0; i < all.dim(0); ++i) {
-        Tensor s(DType::float32, one);
-        std::copy(all.data<float>() + i * per, all.data<float>() + (i + 1) * per, s.data<float>());
-        io::write_npy(f.dir + "/s" + std::to_string(i) + ".npy", s);
-    }
+    f.dir = bpuq_test::write_reference_samples(reference, fs::temp_directory_path() / ("bpuq_lower_" + reference));
+    const Shape one = io::read_npy(f.dir + "/s0.npy").shape();
     f.data = std::make_unique<io::CalibrationSet>(
         std::vector<io::CalibrationInputSpec>{{f.optimized.inputs[0], f.dir, "float32", one}});
     graph::Executor fexec{graph::Graph(f.optimized)};

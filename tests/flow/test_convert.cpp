@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "test_support.hpp"
+#include "reference_samples.hpp"
 
 using namespace bpuq;
 namespace fs = std::filesystem;
@@ -23,21 +23,6 @@ struct Temp {
     }
     ~Temp() { fs::remove_all(dir); }
 };
-
-/// Writes reference inputs (optionally mapped back to raw pixels: x * a + b) as one .npy per sample.
-std::string write_samples(const std::string& model, const fs::path& dir, float a = 1.0f, float b = 0.0f) {
-    const Tensor all = io::read_npy(bpuq_test::data_dir() + "/reference/" + model + "/inputs.npy");
-    fs::create_directories(dir);
-    Shape one = all.shape();
-    one[0] = 1;
-    const std::int64_t per = all.numel() / all.dim(0);
-    for (std::int64_t i = 0; i < all.dim(0); ++i) {
-        Tensor s(DType::float32, one);
-        for (std::int64_t k = 0; k < per; ++k) s.data<float>()[k] = all.data<float>()[i * per + k] * a + b;
-        io::write_npy((dir / ("s" + std::to_string(i) + ".npy")).string(), s);
-    }
-    return dir.string();
-}
 
 config::ConvertConfig make_config(const std::string& model, const fs::path& work, const std::string& cal, const std::string& type) {
     nlohmann::json j;
@@ -65,7 +50,7 @@ std::string read_text(const std::string& p) {
 TEST_CASE("ResNet-8: full conversion writes every artifact and a log users can grep") {
     if (!have("cifar10/models/resnet8_fp32.onnx")) return;
     Temp t("r8");
-    const std::string cal = write_samples("resnet8_fp32", t.dir / "cal");
+    const std::string cal = bpuq_test::write_reference_samples("resnet8_fp32", t.dir / "cal");
     const auto cfg = make_config(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx", t.dir / "out", cal, "rgb");
     std::ostringstream console;
     const flow::ConvertResult r = flow::convert(cfg, console, {2, 0});
@@ -103,7 +88,7 @@ TEST_CASE("MobileNet V2: the original float model with inserted mean/scale repro
     if (!have("imagenet/models/mobilenet_v2_1.0_224_fp32.onnx")) return;
     Temp t("mv2");
     // raw pixels: the reference inputs are (x - 128) / 128
-    const std::string cal = write_samples("mobilenet_v2_1.0_224_fp32", t.dir / "cal", 128.0f, 128.0f);
+    const std::string cal = bpuq_test::write_reference_samples("mobilenet_v2_1.0_224_fp32", t.dir / "cal", 128.0f, 128.0f);
     const std::string model = bpuq_test::data_dir() + "/imagenet/models/mobilenet_v2_1.0_224_fp32.onnx";
     auto cfg = make_config(model, t.dir / "out", cal, "rgb");
     cfg.inputs[0].norm_type = "data_mean_and_scale";
@@ -136,7 +121,7 @@ TEST_CASE("bad input fails with an error naming the problem") {
     std::ostringstream console;
     auto cfg = make_config(model, t.dir / "out", (t.dir / "missing").string(), "rgb");
     CHECK_THROWS_WITH_AS(flow::convert(cfg, console, {1, 0}), doctest::Contains("is not a folder"), bpuq::Error);
-    cfg = make_config(model, t.dir / "out", write_samples("resnet8_fp32", t.dir / "cal"), "rgb");
+    cfg = make_config(model, t.dir / "out", bpuq_test::write_reference_samples("resnet8_fp32", t.dir / "cal"), "rgb");
     cfg.per_channel = true;
     CHECK_THROWS_WITH_AS(flow::convert(cfg, console, {1, 0}), doctest::Contains("per_channel: true is not supported yet"), bpuq::Error);
     cfg.per_channel = false;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -28,6 +29,29 @@ struct CollectOptions {
     std::function<void(std::size_t, std::size_t)> progress;
 };
 
+/// Runs fn(worker, sample, ctx) for samples [0, n) spread over `threads` threads, each with its
+/// own single-threaded context (samples in parallel beat threads inside small layers). The
+/// first error of any worker is rethrown after all joined.
+inline void for_each_sample(std::size_t n, int threads,
+                            const std::function<void(int, std::size_t, const graph::ExecContext&)>& fn) {
+    threads = std::max(1, std::min<int>(threads, static_cast<int>(n)));
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(threads));
+    auto worker = [&](int w) {
+        graph::ExecContext ctx(1);
+        try {
+            for (std::size_t s = static_cast<std::size_t>(w); s < n; s += static_cast<std::size_t>(threads)) fn(w, s, ctx);
+        } catch (...) {
+            errors[static_cast<std::size_t>(w)] = std::current_exception();
+        }
+    };
+    std::vector<std::thread> pool;
+    for (int w = 1; w < threads; ++w) pool.emplace_back(worker, w);
+    worker(0);
+    for (auto& t : pool) t.join();
+    for (const auto& e : errors)
+        if (e) std::rethrow_exception(e);
+}
+
 struct CalibrationStats {
     std::map<std::string, TensorStats> tensors;
     std::size_t samples = 0;
@@ -41,46 +65,31 @@ inline CalibrationStats collect_statistics(const graph::Executor& exec, const io
     BPUQ_CHECK(data.input_count() == exec.graph().inputs.size(), "calib.inputs",
                "the calibration set has " + std::to_string(data.input_count()) + " input folder(s), the model has " +
                    std::to_string(exec.graph().inputs.size()) + " input(s)");
-    std::map<std::string, bool> wanted;
-    for (const auto& t : plan.calibrated) wanted[t] = true;
     const int threads = std::max(1, std::min<int>(opt.threads, static_cast<int>(total)));
 
     std::vector<CalibrationStats> partial(static_cast<std::size_t>(threads));
-    std::vector<std::string> errors(static_cast<std::size_t>(threads));
+    for (auto& p : partial)
+        for (const auto& t : plan.calibrated) p.tensors.emplace(t, TensorStats(t, opt.stats));
     std::mutex progress_mu;
     std::size_t done = 0;
-    auto worker = [&](int w) {
+    for_each_sample(total, threads, [&](int w, std::size_t s, const graph::ExecContext& ctx) {
         CalibrationStats& mine = partial[static_cast<std::size_t>(w)];
-        for (const auto& t : plan.calibrated) mine.tensors.emplace(t, TensorStats(t, opt.stats));
-        graph::ExecContext ctx(1);
-        try {
-            for (std::size_t s = static_cast<std::size_t>(w); s < total; s += static_cast<std::size_t>(threads)) {
-                const std::vector<Tensor> inputs = data.load_sample(s);
-                for (std::size_t i = 0; i < inputs.size(); ++i) {
-                    auto it = mine.tensors.find(exec.graph().inputs[i]);
-                    if (it != mine.tensors.end()) it->second.observe(inputs[i]);
-                }
-                exec.run(inputs, ctx, [&](const graph::Node& n, const std::vector<Tensor>& outs) {
-                    for (std::size_t k = 0; k < outs.size() && k < n.outputs.size(); ++k) {
-                        auto it = mine.tensors.find(n.outputs[k]);
-                        if (it != mine.tensors.end()) it->second.observe(outs[k]);
-                    }
-                });
-                ++mine.samples;
-                std::lock_guard<std::mutex> lock(progress_mu);
-                ++done;
-                if (opt.progress) opt.progress(done, total);
-            }
-        } catch (const Error& e) {
-            errors[static_cast<std::size_t>(w)] = e.what();
+        const std::vector<Tensor> inputs = data.load_sample(s);
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            auto it = mine.tensors.find(exec.graph().inputs[i]);
+            if (it != mine.tensors.end()) it->second.observe(inputs[i]);
         }
-    };
-    std::vector<std::thread> pool;
-    for (int w = 1; w < threads; ++w) pool.emplace_back(worker, w);
-    worker(0);
-    for (auto& t : pool) t.join();
-    for (const auto& e : errors)
-        if (!e.empty()) BPUQ_THROW("calib.run", "calibration failed: " + e);
+        exec.run(inputs, ctx, [&](const graph::Node& n, const std::vector<Tensor>& outs) {
+            for (std::size_t k = 0; k < outs.size() && k < n.outputs.size(); ++k) {
+                auto it = mine.tensors.find(n.outputs[k]);
+                if (it != mine.tensors.end()) it->second.observe(outs[k]);
+            }
+        });
+        ++mine.samples;
+        std::lock_guard<std::mutex> lock(progress_mu);
+        ++done;
+        if (opt.progress) opt.progress(done, total);
+    });
     CalibrationStats result = std::move(partial[0]);
     for (std::size_t w = 1; w < partial.size(); ++w) {
         for (auto& kv : partial[w].tensors) result.tensors.at(kv.first).merge(kv.second);

@@ -19,32 +19,12 @@
 BPUQ_NAMESPACE_BEGIN
 namespace calib {
 
-/// Runs fn(sample) for samples [0, n) on `threads` threads (each with its own context).
-inline void for_each_sample(std::size_t n, int threads, const std::function<void(std::size_t, const graph::ExecContext&)>& fn) {
-    threads = std::max(1, std::min<int>(threads, static_cast<int>(n)));
-    std::vector<std::string> errors(static_cast<std::size_t>(threads));
-    auto worker = [&](int w) {
-        graph::ExecContext ctx(1);
-        try {
-            for (std::size_t s = static_cast<std::size_t>(w); s < n; s += static_cast<std::size_t>(threads)) fn(s, ctx);
-        } catch (const Error& e) {
-            errors[static_cast<std::size_t>(w)] = e.what();
-        }
-    };
-    std::vector<std::thread> pool;
-    for (int w = 1; w < threads; ++w) pool.emplace_back(worker, w);
-    worker(0);
-    for (auto& t : pool) t.join();
-    for (const auto& e : errors)
-        if (!e.empty()) BPUQ_THROW("calib.run", e);
-}
-
 /// The float model's outputs on the first `n` calibration samples (computed once, reused by
 /// every candidate of a search).
 inline std::vector<std::vector<Tensor>> float_outputs(const graph::Executor& exec, const io::CalibrationSet& data,
                                                       std::size_t n, int threads) {
     std::vector<std::vector<Tensor>> out(n);
-    for_each_sample(n, threads, [&](std::size_t s, const graph::ExecContext& ctx) { out[s] = exec.run(data.load_sample(s), ctx); });
+    for_each_sample(n, threads, [&](int, std::size_t s, const graph::ExecContext& ctx) { out[s] = exec.run(data.load_sample(s), ctx); });
     return out;
 }
 
@@ -65,7 +45,7 @@ inline std::vector<OutputScore> score_graph(const graph::Executor& exec, const i
     const std::size_t n = reference.size();
     const std::size_t outs = exec.graph().outputs.size();
     std::vector<std::vector<ErrorStats>> per(n);
-    for_each_sample(n, threads, [&](std::size_t s, const graph::ExecContext& ctx) {
+    for_each_sample(n, threads, [&](int, std::size_t s, const graph::ExecContext& ctx) {
         const std::vector<Tensor> y = exec.run(data.load_sample(s), ctx);
         for (std::size_t k = 0; k < outs; ++k) per[s].push_back(compare(reference[s][k], y[k]));
     });

@@ -161,15 +161,7 @@ private:
         if (c.nbytes()) std::memcpy(c.raw(), t.data.data(), c.nbytes());
         return detail::stored_nhwc(t) ? detail::relayout(c, t.shape, true) : c;
     }
-    QParams qparams(std::int32_t id) const {
-        const ProgramTensor& t = t_(id);
-        QParams q;
-        q.bits = t.quant.bits;
-        q.axis = t.quant.axis;
-        q.scale = t.quant.scales;
-        q.zero_point = t.quant.zero_points;
-        return q;
-    }
+    QParams qparams(std::int32_t id) const { return qparams_of(t_(id)); }
     void expect_io(const ProgramNode& n, std::size_t ins, std::size_t outs) const {
         BPUQ_CHECK(n.inputs.size() == ins && n.outputs.size() == outs, "emul.node",
                    "program node '" + n.name + "' (" + n.op + ") needs " + std::to_string(ins) + " inputs and " +

@@ -198,15 +198,7 @@ private:
         return id;
     }
     const ProgramTensor& tensor(std::int32_t id) const { return prog_.tensors[static_cast<std::size_t>(id)]; }
-    QParams params_of(std::int32_t id) const {
-        const ProgramTensor& t = tensor(id);
-        QParams q;
-        q.bits = t.quant.bits;
-        q.axis = t.quant.axis;
-        q.scale = t.quant.scales;
-        q.zero_point = t.quant.zero_points;
-        return q;
-    }
+    QParams params_of(std::int32_t id) const { return qparams_of(tensor(id)); }
     static AttrValue ints(std::vector<std::int64_t> v) { return AttrValue::of_ints(std::move(v)); }
     static AttrValue one(std::int64_t v) { return AttrValue::of_ints({v}); }
 

@@ -13,6 +13,7 @@
 
 #include "../core/config.hpp"
 #include "../core/dtype.hpp"
+#include "../core/qparams.hpp"
 #include "../core/tensor.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -41,6 +42,16 @@ struct ProgramTensor {
         return n;
     }
 };
+
+/// The quantization parameters of a program tensor as QParams (bits 0 = float tensor).
+inline QParams qparams_of(const ProgramTensor& t) {
+    QParams q;
+    q.bits = t.quant.bits;
+    q.axis = t.quant.axis;
+    q.scale = t.quant.scales;
+    q.zero_point = t.quant.zero_points;
+    return q;
+}
 
 /// A named attribute: a list of int64, a list of float, or a string.
 struct AttrValue {

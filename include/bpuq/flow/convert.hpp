@@ -341,7 +341,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     std::map<std::string, ErrorAccumulator> node_err;
     std::vector<ErrorAccumulator> out_err(optimized.outputs.size());
     std::mutex mu;
-    calib::for_each_sample(eval_n, threads, [&](std::size_t s, const graph::ExecContext& ctx) {
+    calib::for_each_sample(eval_n, threads, [&](int, std::size_t s, const graph::ExecContext& ctx) {
         const std::vector<Tensor> in = data.load_sample(s);
         std::map<std::string, Tensor> fl, ca;
         float_exec.run(in, ctx, [&](const graph::Node& n, const std::vector<Tensor>& outs) {

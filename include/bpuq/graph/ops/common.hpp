@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -231,9 +232,11 @@ inline WindowGeometry window_geometry(const Node& n, const std::vector<std::int6
 }
 
 inline std::int64_t product(const std::vector<std::int64_t>& v, std::size_t from = 0, std::size_t to = SIZE_MAX) {
-    std::int64_t p = 1;
-    for (std::size_t i = from; i < std::min(to, v.size()); ++i) p *= v[i];
-    return p;
+    const std::size_t end = std::min(to, v.size());
+    if (from >= end) return 1;
+    // iterator form: GCC 12 misreads the index loop as unbounded (-Waggressive-loop-optimizations)
+    return std::accumulate(v.begin() + std::ptrdiff_t(from), v.begin() + std::ptrdiff_t(end), std::int64_t(1),
+                           std::multiplies<std::int64_t>());
 }
 
 }  // namespace ops
