@@ -2378,6 +2378,16 @@ struct ProgramTensor {
     }
 };
 
+/// The quantization parameters of a program tensor as QParams (bits 0 = float tensor).
+inline QParams qparams_of(const ProgramTensor& t) {
+    QParams q;
+    q.bits = t.quant.bits;
+    q.axis = t.quant.axis;
+    q.scale = t.quant.scales;
+    q.zero_point = t.quant.zero_points;
+    return q;
+}
+
 /// A named attribute: a list of int64, a list of float, or a string.
 struct AttrValue {
     enum class Kind : std::uint8_t { ints = 0, floats = 1, string = 2 };
