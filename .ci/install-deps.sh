@@ -9,7 +9,8 @@ packages=(
   libjpeg-dev libpng-dev zlib1g-dev
 )
 # optional: oneDNN for the side-by-side kernel benchmarks
-if [ "${BPUQ_WITH_ONEDNN:-1}" = "1" ]; then packages+=(libdnnl-dev); fi
+# (libdnnl-dev's CMake config requires OpenCL: its Recommends, skipped by --no-install-recommends)
+if [ "${BPUQ_WITH_ONEDNN:-1}" = "1" ]; then packages+=(libdnnl-dev ocl-icd-opencl-dev); fi
 
 missing=()
 for p in "${packages[@]}"; do
