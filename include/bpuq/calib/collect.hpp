@@ -112,8 +112,12 @@ inline std::map<std::string, QParams> choose_qparams(const CalibrationStats& sta
         if (bits == 16) c.asymmetric = false;  // int16 tensors are symmetric
         out[t] = stats.tensors.at(t).qparams(c, bits);
     }
-    for (const auto& kv : plan.tensors)
-        if (kv.second.quantized && !kv.second.alias_of.empty()) out[kv.first] = out.at(plan.root_of(kv.first));
+    // aliases take their source's parameters (sources outside plan.calibrated are the caller's)
+    for (const auto& kv : plan.tensors) {
+        if (!kv.second.quantized || kv.second.alias_of.empty()) continue;
+        auto root = out.find(plan.root_of(kv.first));
+        if (root != out.end()) out[kv.first] = root->second;
+    }
     return out;
 }
 

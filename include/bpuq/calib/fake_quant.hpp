@@ -49,7 +49,8 @@ inline bool dequantizes_accumulator(const std::string& op_type) {
 /// unchanged; graph inputs are calibrated into "<name>_calibrated" and their BPU consumers rewired.
 inline graph::Graph make_calibrated_graph(const graph::Graph& g, const QuantPlan& plan,
                                           const std::map<std::string, QParams>& activations,
-                                          const std::map<std::string, QParams>& weights, const std::string& method) {
+                                          const std::map<std::string, QParams>& weights, const std::string& method,
+                                          Rounding rounding = Rounding::half_away_from_zero) {
     graph::Graph out = g;
     out.nodes.clear();
     std::set<std::string> graph_inputs(g.inputs.begin(), g.inputs.end());
@@ -59,12 +60,12 @@ inline graph::Graph make_calibrated_graph(const graph::Graph& g, const QuantPlan
     for (const auto& t : plan.calibrated) {
         if (!graph_inputs.count(t)) continue;
         const std::string q = t + "_calibrated";
-        prologue.push_back(make_calibration_node(t + "_calibration", t, q, activations.at(t), "activation", method));
+        prologue.push_back(make_calibration_node(t + "_calibration", t, q, activations.at(t), "activation", method, rounding));
         input_rename[t] = q;
     }
     for (const auto& kv : weights) {
         const std::string q = kv.first + "_calibrated";
-        prologue.push_back(make_calibration_node(kv.first + "_calibration", kv.first, q, kv.second, "weight", "max"));
+        prologue.push_back(make_calibration_node(kv.first + "_calibration", kv.first, q, kv.second, "weight", "max", rounding));
         weight_rename[kv.first] = q;
     }
     out.nodes = prologue;
@@ -83,7 +84,7 @@ inline graph::Graph make_calibrated_graph(const graph::Graph& g, const QuantPlan
             const TensorPlan& tp = plan.tensors.at(o);
             if (tp.float_output && bpu && dequantizes_accumulator(n.op_type)) continue;  // int32 -> float, exact
             const std::string raw = o + "_float";
-            after.push_back(make_calibration_node(o + "_calibration", raw, o, activations.at(o), "activation", method));
+            after.push_back(make_calibration_node(o + "_calibration", raw, o, activations.at(o), "activation", method, rounding));
             o = raw;
         }
         out.nodes.push_back(std::move(n));

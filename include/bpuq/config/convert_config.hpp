@@ -498,6 +498,12 @@ inline ConvertConfig parse_convert_config(const nlohmann::json& root, const std:
             else
                 r.one_of(item, fixed, C + "optimization");  // fails with the nearest valid item
         }
+        if (o.bias_correction && c.calibration_type == "skip")
+            r.fail("value", C + "optimization", "bias_correction needs calibration data, but calibration_type skip calibrates on "
+                                                "random data; remove bias_correction or choose another calibration_type");
+        if (o.bias_correction && c.calibration_type == "load" && !cp.contains("cal_data_dir"))
+            r.fail("value", C + "optimization", "bias_correction with calibration_type load needs calibration data: give "
+                                                "cal_data_dir (or remove bias_correction)");
         if (o.set_model_output_int8 && o.set_model_output_int16)
             r.fail("value", C + "optimization", "set_model_output_int8 and set_model_output_int16 contradict each other");
     }

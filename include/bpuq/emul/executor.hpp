@@ -246,9 +246,9 @@ private:
         const std::int32_t x = n.inputs[0], w = n.inputs[1], b = n.inputs[2], y = n.outputs[0];
         expect_quantized(n, x);
         const ProgramTensor &xt = t_(x), &wt = t_(w), &bt = t_(b), &yt = t_(y);
-        BPUQ_CHECK(xt.shape.size() == 4 && wt.shape.size() == 4 && wt.is_constant && wt.dtype == DType::int8 && bt.is_constant &&
-                       bt.dtype == DType::int32,
-                   "emul.node", "conv2d '" + n.name + "' needs NCHW input, constant int8 OHWI weights and int32 bias");
+        BPUQ_CHECK(xt.shape.size() == 4 && wt.shape.size() == 4 && wt.is_constant &&
+                       (wt.dtype == DType::int8 || wt.dtype == DType::int16) && bt.is_constant && bt.dtype == DType::int32,
+                   "emul.node", "conv2d '" + n.name + "' needs NCHW input, constant int8 (or int16) OHWI weights and int32 bias");
         Conv2dGeometry g;
         g.batch = int(xt.shape[0]);
         g.in_c = int(xt.shape[1]);
@@ -277,8 +277,12 @@ private:
         state->g = g;
         state->bias = detail::constant_values<std::int32_t>(bt);
         state->mult = detail::multipliers(n, std::size_t(g.out_c));
-        state->ohwi = detail::constant_values<std::int8_t>(wt);
-        state->packed = simd::PackedConvWeights::pack(g, state->ohwi.data());
+        if (wt.dtype == DType::int16) {  // exact asymmetric weights of a loaded QDQ model: reference kernel
+            state->ohwi16 = detail::constant_values<std::int16_t>(wt);
+        } else {
+            state->ohwi = detail::constant_values<std::int8_t>(wt);
+            state->packed = simd::PackedConvWeights::pack(g, state->ohwi.data());
+        }
         state->rq.bias = state->bias.data();
         state->rq.multipliers = state->mult.data();
         state->rq.per_channel = true;
@@ -295,7 +299,8 @@ private:
                 dispatch_int<true>(out_t, [&](auto to) {
                     using TO = decltype(to);
                     const TI* src = s[std::size_t(x)].template data<TI>();
-                    if (opt_.use_simd) simd::conv2d<simd::default_arch, Round>(kctx_, c.g, src, c.zp_in, c.packed, c.rq, out.data<TO>());
+                    if (!c.ohwi16.empty()) reference::conv2d<Round>(c.g, src, c.zp_in, c.ohwi16.data(), c.rq, out.data<TO>());
+                    else if (opt_.use_simd) simd::conv2d<simd::default_arch, Round>(kctx_, c.g, src, c.zp_in, c.packed, c.rq, out.data<TO>());
                     else reference::conv2d<Round>(c.g, src, c.zp_in, c.ohwi.data(), c.rq, out.data<TO>());
                 });
             });
@@ -309,16 +314,20 @@ private:
         const std::int32_t a = n.inputs[0], b = n.inputs[1], bias = n.inputs[2], y = n.outputs[0];
         expect_quantized(n, a);
         const ProgramTensor &at = t_(a), &bt = t_(b), &biast = t_(bias), &yt = t_(y);
-        BPUQ_CHECK(at.shape.size() == 2 && bt.shape.size() == 2 && bt.is_constant && bt.dtype == DType::int8 &&
+        BPUQ_CHECK(at.shape.size() == 2 && bt.shape.size() == 2 && bt.is_constant && (bt.dtype == DType::int8 || bt.dtype == DType::int16) &&
                        at.shape[1] == bt.shape[1] && biast.is_constant && yt.shape == Shape({at.shape[0], bt.shape[0]}),
-                   "emul.node", "gemm '" + n.name + "' needs A [M, K], constant int8 B [N, K] and output [M, N]");
+                   "emul.node", "gemm '" + n.name + "' needs A [M, K], constant int8 (or int16) B [N, K] and output [M, N]");
         auto state = std::make_shared<GemmState>();
         state->gg.m = int(at.shape[0]);
         state->gg.n = int(bt.shape[0]);
         state->gg.k = int(at.shape[1]);
         state->gg.validate();
-        state->w = detail::constant_values<std::int8_t>(bt);
-        state->packed = simd::pack_gemm_weights(state->gg.n, state->gg.k, state->w.data());
+        if (bt.dtype == DType::int16) {  // exact asymmetric weights of a loaded QDQ model: reference kernel
+            state->w16 = detail::constant_values<std::int16_t>(bt);
+        } else {
+            state->w = detail::constant_values<std::int8_t>(bt);
+            state->packed = simd::pack_gemm_weights(state->gg.n, state->gg.k, state->w.data());
+        }
         state->bias = detail::constant_values<std::int32_t>(biast);
         state->mult = detail::multipliers(n, std::size_t(state->gg.n));
         state->rq.bias = state->bias.data();
@@ -336,7 +345,8 @@ private:
                 dispatch_int<true>(out_t, [&](auto to) {
                     using TO = decltype(to);
                     const TI* src = s[std::size_t(a)].template data<TI>();
-                    if (opt_.use_simd) simd::gemm<simd::default_arch, Round>(kctx_, c.gg, src, c.zp_in, c.packed, c.rq, out.data<TO>());
+                    if (!c.w16.empty()) reference::gemm<Round>(c.gg, src, c.zp_in, c.w16.data(), 0, c.rq, out.data<TO>());
+                    else if (opt_.use_simd) simd::gemm<simd::default_arch, Round>(kctx_, c.gg, src, c.zp_in, c.packed, c.rq, out.data<TO>());
                     else reference::gemm<Round>(c.gg, src, c.zp_in, c.w.data(), 0, c.rq, out.data<TO>());
                 });
             });
@@ -656,6 +666,7 @@ private:
         std::vector<std::int32_t> bias;
         std::vector<QuantizedMultiplier> mult;
         std::vector<std::int8_t> ohwi;
+        std::vector<std::int16_t> ohwi16;  ///< int16 weights (reference kernel) when non-empty
         simd::PackedConvWeights packed;
         Requantization rq;
         std::int32_t zp_in = 0;
@@ -663,6 +674,7 @@ private:
     struct GemmState {
         GemmGeometry gg;
         std::vector<std::int8_t> w;
+        std::vector<std::int16_t> w16;  ///< int16 weights (reference kernel) when non-empty
         simd::PackedConvWeights packed;
         std::vector<std::int32_t> bias;
         std::vector<QuantizedMultiplier> mult;

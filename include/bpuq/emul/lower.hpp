@@ -3,6 +3,7 @@
 // zero points, bounds, tables, quantized weights). Op vocabulary and attributes: docs/PROGRAM.md.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -321,21 +322,53 @@ private:
         if (std::isfinite(e.lo)) lo = std::max(qmin, quantize_value(e.lo, o.q.scale[0], o.q.zero_point[0], qmin, qmax));
         if (std::isfinite(e.hi)) hi = std::min(qmax, quantize_value(e.hi, o.q.scale[0], o.q.zero_point[0], qmin, qmax));
     }
+    /// The integer weights of `name` under `q`, as symmetric values: q - zero point. Weights with
+    /// zero points (asymmetric uint8 weights of a loaded QDQ model) become int16 values in
+    /// [-255, 255] unless they fit int8 — exact, with the same scales.
+    Tensor symmetric_weight_ints(const std::string& name, const QParams& q, QParams& sym) const {
+        const Tensor& w = *g_.initializer(name);
+        const Tensor qw = quantize_tensor(w, q);
+        sym = q;
+        if (std::all_of(q.zero_point.begin(), q.zero_point.end(), [](std::int32_t z) { return z == 0; })) return qw;
+        std::vector<std::int32_t> v(static_cast<std::size_t>(qw.numel()));
+        bool fits8 = true;
+        for_each_channel_run(w.shape(), q.axis, q.channels(), [&](std::size_t c, std::int64_t off, std::int64_t len) {
+            for (std::int64_t i = off; i < off + len; ++i) {
+                v[std::size_t(i)] = (q.bits == 8 ? qw.data<std::int8_t>()[i] : qw.data<std::int16_t>()[i]) - q.zero_point[c];
+                fits8 = fits8 && v[std::size_t(i)] >= -128 && v[std::size_t(i)] <= 127;
+            }
+        });
+        sym.bits = fits8 ? 8 : 16;
+        sym.zero_point.assign(q.zero_point.size(), 0);
+        sym.symmetric = true;
+        sym.narrow = false;
+        Tensor out(fits8 ? DType::int8 : DType::int16, w.shape());
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (fits8) out.data<std::int8_t>()[i] = static_cast<std::int8_t>(v[i]);
+            else out.data<std::int16_t>()[i] = static_cast<std::int16_t>(v[i]);
+        }
+        return out;
+    }
+    template <class T>
+    static std::vector<std::uint8_t> ohwi_bytes(const Tensor& qw) {
+        const int co = int(qw.dim(0)), ci = int(qw.dim(1)), kh = int(qw.dim(2)), kw = int(qw.dim(3));
+        std::vector<T> tmp(static_cast<std::size_t>(qw.numel()));
+        oihw_to_ohwi(qw.data<T>(), tmp.data(), co, ci, kh, kw);
+        return to_bytes(tmp);
+    }
     std::int32_t quantized_weight(const std::string& name, const QParams& q, bool to_ohwi) {
         const Tensor& w = *g_.initializer(name);
-        Tensor qw = quantize_tensor(w, q);
+        QParams sym;
+        const Tensor qw = symmetric_weight_ints(name, q, sym);
         std::vector<std::uint8_t> bytes(qw.nbytes());
         Shape shape = w.shape();
         if (to_ohwi && w.rank() == 4) {  // OIHW -> OHWI
-            const int co = int(w.dim(0)), ci = int(w.dim(1)), kh = int(w.dim(2)), kw = int(w.dim(3));
-            std::vector<std::int8_t> tmp(static_cast<std::size_t>(qw.numel()));
-            oihw_to_ohwi(qw.data<std::int8_t>(), tmp.data(), co, ci, kh, kw);
-            std::memcpy(bytes.data(), tmp.data(), bytes.size());
+            bytes = qw.dtype() == DType::int16 ? ohwi_bytes<std::int16_t>(qw) : ohwi_bytes<std::int8_t>(qw);
             shape = {w.dim(0), w.dim(2), w.dim(3), w.dim(1)};
         } else {
             std::memcpy(bytes.data(), qw.raw(), bytes.size());
         }
-        return add_tensor(name + "_quantized", DType::int8, shape, &q, true, std::move(bytes));
+        return add_tensor(name + "_quantized", qw.dtype(), shape, &sym, true, std::move(bytes));
     }
 
     void lower_conv(const graph::Node& n) {
@@ -387,14 +420,19 @@ private:
         const bool trans_b = gemm && n.attr_int("transB", 0) != 0;
         const std::int64_t N = trans_b ? w.dim(0) : w.dim(1), K = trans_b ? w.dim(1) : w.dim(0);
         // weights stored [N][K]
-        Tensor qwt = quantize_tensor(w, qw);
-        std::vector<std::int8_t> nk(static_cast<std::size_t>(N * K));
+        QParams qnk;
+        const Tensor qwt = symmetric_weight_ints(n.inputs[1], qw, qnk);
+        std::vector<std::int16_t> nk(static_cast<std::size_t>(N * K));
         for (std::int64_t i = 0; i < N; ++i)
-            for (std::int64_t k = 0; k < K; ++k)
-                nk[static_cast<std::size_t>(i * K + k)] = qwt.data<std::int8_t>()[trans_b ? i * K + k : k * N + i];
-        QParams qnk = qw;
+            for (std::int64_t k = 0; k < K; ++k) {
+                const std::int64_t at = trans_b ? i * K + k : k * N + i;
+                nk[static_cast<std::size_t>(i * K + k)] =
+                    qwt.dtype() == DType::int16 ? qwt.data<std::int16_t>()[at] : qwt.data<std::int8_t>()[at];
+            }
         qnk.axis = qw.scale.size() > 1 ? 0 : -1;
-        const std::int32_t wid = add_tensor(n.inputs[1] + "_quantized", DType::int8, {N, K}, &qnk, true, to_bytes(nk));
+        const bool w16 = qwt.dtype() == DType::int16;
+        const std::int32_t wid = add_tensor(n.inputs[1] + "_quantized", qwt.dtype(), {N, K}, &qnk, true,
+                                            w16 ? to_bytes(nk) : to_bytes(std::vector<std::int8_t>(nk.begin(), nk.end())));
         std::string bias;
         if (gemm && n.has_input(2)) {
             bias = n.inputs[2];

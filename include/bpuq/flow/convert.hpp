@@ -16,8 +16,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../calib/bias_correction.hpp"
+#include "../calib/calibration_file.hpp"
 #include "../calib/collect.hpp"
 #include "../calib/qdq.hpp"
+#include "../calib/qdq_import.hpp"
 #include "../calib/search.hpp"
 #include "../config/convert_config.hpp"
 #include "../emul/executor.hpp"
@@ -26,6 +29,7 @@
 #include "../graph/passes.hpp"
 #include "../io/atomic_file.hpp"
 #include "../io/npy.hpp"
+#include "../io/random_samples.hpp"
 #include "../onnx/export.hpp"
 #include "../onnx/import.hpp"
 #include "preprocess.hpp"
@@ -36,6 +40,8 @@ namespace flow {
 struct ConvertOptions {
     int threads = 0;                  ///< 0 = all hardware threads
     std::size_t eval_samples = 50;    ///< samples used for the node and output tables (0 = all)
+    std::size_t bias_correction_samples = 100;  ///< calibration samples bias_correction averages over (0 = all)
+    std::size_t random_samples = 8;   ///< random samples of calibration_type skip (and of load without cal_data_dir)
 };
 
 /// Console + log file writer: every line goes to both, the file is written at the end.
@@ -118,17 +124,48 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     BPUQ_CHECK(!cfg.per_channel, "config.unsupported",
                "config " + cfg.source + ": calibration_parameters.per_channel: true is not supported yet: the integer "
                "program quantizes activations per tensor (weights are always per output channel); set it to false");
-    BPUQ_CHECK(cfg.calibration_type != "mix" && cfg.calibration_type != "load" && cfg.calibration_type != "skip",
-               "config.unsupported",
-               "config " + cfg.source + ": calibration_parameters.calibration_type '" + cfg.calibration_type +
-                   "' is not implemented yet; use default, kl, max, mse or percentile");
-    BPUQ_CHECK(!cfg.optimization.bias_correction, "config.unsupported",
-               "config " + cfg.source + ": optimization bias_correction is not implemented yet");
+    BPUQ_CHECK(cfg.calibration_type != "mix", "config.unsupported",
+               "config " + cfg.source + ": calibration_parameters.calibration_type 'mix' is not implemented yet; use default, "
+               "kl, max, mse, percentile, load or skip");
+    const bool skip = cfg.calibration_type == "skip";
+    const bool load = cfg.calibration_type == "load";
+    const bool load_qdq = load && cfg.calibration_file.empty();
+    const std::string skip_warning =
+        "WARNING: calibration_type skip: calibrated on " + std::to_string(opt.random_samples) +
+        " RANDOM samples, not on data. The quantized model's accuracy is NOT meaningful; use it for speed checks only.";
+    if (skip) log.line(skip_warning);
+    // a calibration file is read before anything is written, so a bad file leaves no artifacts
+    calib::CalibrationFile cal_file;
+    if (load && !load_qdq) {
+        const std::string& f = cfg.calibration_file;
+        BPUQ_CHECK(f.size() < 5 || f.compare(f.size() - 5, 5, ".onnx") != 0, "config.calibration_file",
+                   "config " + cfg.source + ": calibration_parameters.calibration_file '" + f +
+                       "' is an ONNX model; a QDQ model is loaded by giving it as model_parameters.onnx_model with "
+                       "calibration_type load and no calibration_file (see docs/DECISIONS.md)");
+        cal_file = calib::read_calibration_file(f);
+    }
 
     // ---- 1. check ----
     auto t0 = clock::now();
     log.line("[1/7] check: loading " + cfg.onnx_model);
     graph::Graph source = onnx_io::load_model(cfg.onnx_model);
+    calib::QdqParameters qdq;
+    if (load_qdq) {
+        BPUQ_CHECK(calib::has_qdq(source), "config.load",
+                   "config " + cfg.source + ": calibration_type load without calibration_parameters.calibration_file takes "
+                   "the scales of a QDQ model, but onnx_model " + cfg.onnx_model +
+                   " has no QuantizeLinear/DequantizeLinear nodes; give calibration_file (the <prefix>_calibration.json "
+                   "of an earlier run) or a QDQ model");
+        qdq = calib::strip_qdq(source, cfg.onnx_model);
+        log.line("  QDQ model: removed " + std::to_string(qdq.quantize_nodes) + " QuantizeLinear and " +
+                 std::to_string(qdq.dequantize_nodes) + " DequantizeLinear nodes; " + std::to_string(qdq.activations.size()) +
+                 " activation and " + std::to_string(qdq.weights.size()) + " weight quantizations read");
+    } else {
+        BPUQ_CHECK(!calib::has_qdq(source), "config.qdq_model",
+                   "config " + cfg.source + ": onnx_model " + cfg.onnx_model +
+                       " holds QuantizeLinear/DequantizeLinear nodes (an already quantized model); convert it with "
+                       "calibration_type load (and no calibration_file) to take its scales, or give the float model");
+    }
     if (!cfg.output_nodes.empty()) {
         for (const auto& o : cfg.output_nodes) {
             bool found = source.find_value(o) != nullptr;
@@ -189,7 +226,15 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     t0 = clock::now();
     log.line("[2/7] original float model: inserting preprocessing");
     graph::Graph original = source;
-    for (std::size_t i = 0; i < model_inputs.size(); ++i) insert_preprocessing(original, model_inputs[i], *spec_of[i]);
+    for (std::size_t i = 0; i < model_inputs.size(); ++i) {
+        const std::string seen = insert_preprocessing(original, model_inputs[i], *spec_of[i]);
+        // a QDQ model's input quantization describes what its first layers read: the normalized tensor
+        auto it = qdq.activations.find(model_inputs[i]);
+        if (seen != model_inputs[i] && it != qdq.activations.end()) {
+            qdq.activations[seen] = it->second;
+            qdq.activations.erase(it);
+        }
+    }
     graph::infer_shapes(original);
     {
         const std::string path = prefix + "_original_float_model.onnx";
@@ -226,16 +271,30 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
              " nodes on the BPU, " + std::to_string(plan.calibrated.size()) + " activations to calibrate");
     for (const auto& note : plan.notes) log.line("  " + note);
     std::vector<io::CalibrationInputSpec> specs;
-    for (std::size_t i = 0; i < model_inputs.size(); ++i)
+    bool have_data = true;
+    for (std::size_t i = 0; i < model_inputs.size(); ++i) {
         specs.push_back({model_inputs[i], spec_of[i]->cal_data_dir, spec_of[i]->cal_data_type, input_shapes[i]});
-    io::CalibrationSet data(specs);
-    log.line("  calibration samples: " + std::to_string(data.size()) + " (" + config::join(
-                 [&] {
-                     std::vector<std::string> d;
-                     for (const auto& s : specs) d.push_back(s.dir);
-                     return d;
-                 }(),
-                 ", ") + ")");
+        have_data = have_data && !spec_of[i]->cal_data_dir.empty();
+    }
+    const bool random_data = skip || !have_data;
+    const io::CalibrationSet data = [&] {
+        if (!random_data) return io::CalibrationSet(specs);
+        std::vector<bool> pixels;
+        for (std::size_t i = 0; i < model_inputs.size(); ++i) pixels.push_back(spec_of[i]->is_image());
+        return io::random_calibration_set(specs, pixels, std::max<std::size_t>(1, opt.random_samples));
+    }();
+    if (random_data)
+        log.line("  calibration samples: " + std::to_string(data.size()) + " RANDOM samples (" +
+                 (skip ? std::string("calibration_type skip") : std::string("no cal_data_dir")) +
+                 "; image inputs uniform 0..255, feature maps N(0, 1))");
+    else
+        log.line("  calibration samples: " + std::to_string(data.size()) + " (" + config::join(
+                     [&] {
+                         std::vector<std::string> d;
+                         for (const auto& s : specs) d.push_back(s.dir);
+                         return d;
+                     }(),
+                     ", ") + ")");
     graph::Executor float_exec{graph::Graph(optimized)};
     if (cfg.dump_calibration_data) {
         for (std::size_t s = 0; s < data.size(); ++s)
@@ -248,10 +307,38 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         log.line("  dumped calibration data to " + (fs::path(cfg.working_dir) / "calibration_data").string());
     }
     const bool search = cfg.calibration_type == "default";
+    // parameters given by the load source; tensors a QDQ model leaves out are calibrated from data
+    std::map<std::string, QParams> loaded;
+    std::vector<std::string> to_calibrate = plan.calibrated;
+    std::string load_source;
+    if (load && !load_qdq) {
+        loaded = calib::activations_from_file(cal_file, plan);
+        to_calibrate.clear();
+        load_source = cfg.calibration_file;
+        log.line("  load: " + std::to_string(plan.calibrated.size()) + " activations from " + load_source +
+                 (cal_file.method.empty() ? std::string() : " (written by a '" + cal_file.method + "' run)"));
+    } else if (load_qdq) {
+        calib::QdqActivationMatch m = calib::match_qdq_activations(qdq, plan, optimized);
+        loaded = m.activations;
+        to_calibrate = m.missing;
+        load_source = cfg.onnx_model;
+        log.line("  load: " + std::to_string(plan.calibrated.size() - m.missing.size()) + " of " +
+                 std::to_string(plan.calibrated.size()) + " activations from the QDQ model");
+        std::vector<std::string> calibrated_here;
+        for (const auto& t : m.missing)
+            if (!plan.tensors.at(t).fixed) calibrated_here.push_back(t);
+        if (!calibrated_here.empty())
+            log.line("  not quantized in the QDQ model, calibrated here (max, asymmetric): " + config::join(calibrated_here, ", "));
+        if (!m.unused.empty()) log.line("  QDQ tensors that run in float here: " + config::join(m.unused, ", "));
+        for (const auto& n : m.notes) log.line("  " + n);
+    }
+    calib::QuantPlan stats_plan = plan;
+    stats_plan.calibrated = to_calibrate;
     calib::CollectOptions copt;
     copt.threads = threads;
     copt.progress = [&](std::size_t d, std::size_t n) { log.progress("  collecting statistics", d, n); };
-    const calib::CalibrationStats stats = calib::collect_statistics(float_exec, data, plan, copt);
+    const calib::CalibrationStats stats =
+        to_calibrate.empty() ? calib::CalibrationStats{} : calib::collect_statistics(float_exec, data, stats_plan, copt);
     timings["statistics"] = detail::elapsed_s(t0);
 
     calib::CalibChoice choice;
@@ -277,6 +364,10 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         for (const auto& s : sr.scores) search_json.push_back({{"candidate", s.choice.describe()}, {"cosine", s.cosine}});
         choice = sr.scores[sr.best].choice;
         timings["default_search"] = detail::elapsed_s(t0);
+    } else if (load || skip) {
+        choice.method = CalibMethod::max;
+        choice.percentile = 1.0;
+        if (load_qdq) choice.asymmetric = true;  // the tensors a QDQ model leaves out (preprocessing): exact for 0..255 data
     } else {
         choice.method = cfg.calibration_type == "kl" ? CalibMethod::kl
                         : cfg.calibration_type == "mse" ? CalibMethod::mse
@@ -284,34 +375,85 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
                                                                : CalibMethod::max;
         if (choice.method == CalibMethod::percentile && choice.percentile >= 1.0) choice.percentile = 0.99995;
     }
-    log.line(detail::choice_log_lines(choice));
-    const std::map<std::string, QParams> acts = calib::choose_qparams(stats, plan, choice);
-    const std::map<std::string, QParams> weights = calib::quantize_weights(optimized, plan);
+    std::string method = choice.describe();
+    if (load) {
+        method = "load (" + load_source + ")";
+        log.line("Load calibration parameters from " + load_source + ".");
+    } else {
+        if (skip) method = "skip (random data, " + choice.describe() + ")";
+        log.line(detail::choice_log_lines(choice));
+    }
+    std::map<std::string, QParams> acts = calib::choose_qparams(stats, stats_plan, choice);
+    for (const auto& kv : loaded) acts[kv.first] = kv.second;
+    std::map<std::string, QParams> weights = calib::quantize_weights(optimized, plan);
+    if (load_qdq) {
+        const std::vector<std::string> requantized = calib::use_qdq_weights(qdq, weights);
+        log.line("  weights: " + std::to_string(weights.size() - requantized.size()) + " of " + std::to_string(weights.size()) +
+                 " keep the QDQ model's integers and scales");
+        if (!requantized.empty()) log.line("  weights quantized by bpuq (float in the QDQ model): " + config::join(requantized, ", "));
+    }
+
+    // a loaded QDQ model is emulated with ONNX QuantizeLinear's rounding (half to even) — see DECISIONS.md
+    const Rounding rounding = load_qdq ? Rounding::half_to_even : Rounding::half_away_from_zero;
+    if (load_qdq) log.line("  rounding: half to even (ONNX QuantizeLinear), as the QDQ model computes");
+
+    // ---- bias correction (the corrected biases feed the calibrated model, the QDQ model and the program) ----
+    graph::Graph quant_graph = optimized;
+    std::map<std::string, std::vector<float>> corrected;
+    nlohmann::json bias_json = nullptr;
+    if (!cal_file.biases.empty()) {
+        corrected = cal_file.biases;
+        calib::apply_biases(quant_graph, corrected, "calibration file " + cal_file.path);
+        log.line("  bias_correction: " + std::to_string(corrected.size()) + " corrected biases taken from " + cal_file.path);
+        bias_json = {{"source", cal_file.path}, {"layers", corrected.size()}};
+    } else if (cfg.optimization.bias_correction) {
+        t0 = clock::now();
+        calib::BiasCorrectionOptions bopt;
+        bopt.max_samples = opt.bias_correction_samples;
+        bopt.threads = threads;
+        bopt.rounding = rounding;
+        bopt.progress = [&](std::size_t d, std::size_t n) { log.progress("  bias correction, level", d, n); };
+        const calib::BiasCorrectionResult bc = calib::correct_biases(optimized, plan, acts, weights, data, bopt);
+        corrected = bc.biases;
+        calib::apply_biases(quant_graph, corrected, "bias correction");
+        nlohmann::json layers = nlohmann::json::array();
+        for (const auto& l : bc.layers)
+            layers.push_back({{"node", l.node}, {"channels", l.channels}, {"max_abs_shift", l.max_abs_shift},
+                              {"mean_abs_shift", l.mean_abs_shift}, {"worst_channel", l.worst_channel},
+                              {"bias_step", l.bias_scale}});
+        const std::size_t big = bc.largest();
+        std::string line = "  bias_correction: corrected " + std::to_string(bc.layers.size()) + " Conv/Gemm layers (" +
+                           std::to_string(bc.levels) + " levels) on " + std::to_string(bc.samples) + " calibration samples";
+        if (big < bc.layers.size()) {
+            const auto& l = bc.layers[big];
+            line += "; largest shift " + detail::fixed(l.max_abs_shift) + " (node " + l.node + ", channel " +
+                    std::to_string(l.worst_channel) + ", " + detail::fixed(l.bias_scale > 0 ? l.max_abs_shift / l.bias_scale : 0.0, 1) +
+                    " int32 bias steps)";
+        }
+        log.line(line);
+        bias_json = {{"samples", bc.samples}, {"levels", bc.levels}, {"layers", layers}};
+        timings["bias_correction"] = detail::elapsed_s(t0);
+    }
 
     // ---- 5. calibrated and quantized (QDQ) models ----
     t0 = clock::now();
     log.line("[5/7] calibrated and quantized models");
-    graph::Graph calibrated = calib::make_calibrated_graph(optimized, plan, acts, weights, choice.describe());
+    graph::Graph calibrated = calib::make_calibrated_graph(quant_graph, plan, acts, weights, method, rounding);
     {
         const std::string path = prefix + "_calibrated_model.onnx";
         std::string bytes;
         onnx_io::export_model(calibrated).SerializeToString(&bytes);
         io::write_file_atomic(path, bytes);
         artifact("calibrated_model", path);
-        nlohmann::json cal;
-        cal["method"] = choice.describe();
-        for (const auto& kv : acts)
-            cal["activations"][kv.first] = {{"bits", kv.second.bits}, {"scales", kv.second.scale}, {"zero_points", kv.second.zero_point},
-                                            {"axis", kv.second.axis}};
-        io::write_file_atomic(prefix + "_calibration.json", cal.dump(1));
+        io::write_file_atomic(prefix + "_calibration.json", calib::calibration_file_json(method, acts, corrected).dump(1));
         artifact("calibration_parameters", prefix + "_calibration.json");
     }
     const std::string qdq_why = calib::qdq_unsupported_reason(plan, acts);
     if (qdq_why.empty()) {
-        const graph::Graph qdq = calib::make_qdq_graph(optimized, plan, acts, weights);
+        const graph::Graph qdq_model = calib::make_qdq_graph(quant_graph, plan, acts, weights);
         const std::string path = prefix + "_quantized_model.onnx";
         std::string bytes;
-        onnx_io::export_model(qdq).SerializeToString(&bytes);
+        onnx_io::export_model(qdq_model).SerializeToString(&bytes);
         io::write_file_atomic(path, bytes);
         artifact("quantized_model", path);
     } else {
@@ -322,9 +464,9 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     // ---- 6. integer program ----
     t0 = clock::now();
     log.line("[6/7] integer program");
-    emul::Program program = emul::lower_to_program(optimized, plan, acts, weights);
+    emul::Program program = emul::lower_to_program(quant_graph, plan, acts, weights, rounding);
     program.metadata["source_model"] = cfg.onnx_model;
-    program.metadata["calibration"] = choice.describe();
+    program.metadata["calibration"] = method;
     {
         const std::vector<std::uint8_t> bytes = emul::serialize_program(program);
         io::write_file_atomic(prefix + ".bpuq", bytes);
@@ -335,7 +477,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
 
     // ---- 7. evaluation: node table (calibrated vs float, accumulated) and output table (integer vs float) ----
     t0 = clock::now();
-    log.line("[7/7] evaluation on " + std::to_string(eval_n) + " calibration samples");
+    log.line("[7/7] evaluation on " + std::to_string(eval_n) + (random_data ? " RANDOM samples" : " calibration samples"));
     graph::Executor cal_exec{graph::Graph(calibrated)};
     emul::ProgramExecutor int_exec(program, {1, true});
     std::map<std::string, ErrorAccumulator> node_err;
@@ -411,9 +553,12 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     for (auto it = timings.begin(); it != timings.end(); ++it) log.line("  " + detail::pad(it.key(), 24) + detail::fixed(it.value().get<double>(), 3));
 
     rep["config"] = config::to_json(cfg);
-    rep["calibration"] = {{"method", choice.describe()}, {"samples", data.size()}, {"search", search_json},
-                          {"method_name", calib_method_name(choice.method)}, {"max_percentile", choice.percentile},
-                          {"per_channel", choice.per_channel}, {"asymmetric", choice.asymmetric}};
+    rep["calibration"] = {{"method", method}, {"samples", data.size()}, {"search", search_json},
+                          {"method_name", load ? "load" : skip ? "skip" : calib_method_name(choice.method)},
+                          {"max_percentile", choice.percentile}, {"per_channel", choice.per_channel},
+                          {"asymmetric", choice.asymmetric}, {"random_data", random_data}, {"bias_correction", bias_json}};
+    if (load) rep["calibration"]["source"] = load_source;
+    if (skip) rep["calibration"]["warning"] = skip_warning;
     rep["nodes"] = nodes;
     rep["outputs"] = outputs;
     rep["timings_s"] = timings;
@@ -422,6 +567,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     result.artifacts["log"] = log_path;
     result.artifacts["report"] = report_path;
     rep["artifacts"] = result.artifacts;
+    if (skip) log.line(skip_warning);
     log.line("  wrote " + log_path);
     log.line("  wrote " + report_path);
     io::write_file_atomic(log_path, log.text());

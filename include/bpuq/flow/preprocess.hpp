@@ -12,10 +12,11 @@ BPUQ_NAMESPACE_BEGIN
 namespace flow {
 
 /// Inserts Sub(mean) and/or Mul(scale) after graph input `input`; every former reader of the
-/// input reads the normalized tensor. A no-op for norm_type no_preprocess.
-inline void insert_preprocessing(graph::Graph& g, const std::string& input, const config::InputSpec& spec) {
+/// input reads the normalized tensor, whose name is returned (`input` itself for norm_type
+/// no_preprocess, which inserts nothing).
+inline std::string insert_preprocessing(graph::Graph& g, const std::string& input, const config::InputSpec& spec) {
     const bool mean = !spec.mean.empty(), scale = !spec.scale.empty();
-    if (!mean && !scale) return;
+    if (!mean && !scale) return input;
     const graph::Value* v = g.find_value(input);
     BPUQ_CHECK(v && v->has_shape && v->shape.size() == 4, "config.preprocess",
                "mean/scale preprocessing needs a 4-D input; '" + input + "' is " + (v && v->has_shape ? shape_to_string(v->shape) : "unknown"));
@@ -58,6 +59,7 @@ inline void insert_preprocessing(graph::Graph& g, const std::string& input, cons
     for (auto& o : g.outputs)
         if (o == input) o = current;
     g.nodes.insert(g.nodes.begin(), pre.begin(), pre.end());
+    return current;
 }
 
 }  // namespace flow

@@ -90,6 +90,30 @@ public:
                            inputs_[0].dir + "' has " + std::to_string(files_[0].size()) + "; every input needs one file per sample");
     }
 
+    /// A set held in memory (tensors already in the model's shape, one vector per input, the same
+    /// number of samples each) — e.g. the random samples of calibration_type: skip.
+    static CalibrationSet in_memory(std::vector<CalibrationInputSpec> inputs, std::vector<std::vector<Tensor>> samples) {
+        BPUQ_CHECK(!inputs.empty() && samples.size() == inputs.size() && !samples[0].empty(), "calibration.inputs",
+                   "an in-memory calibration set needs one non-empty sample list per input");
+        CalibrationSet s;
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            BPUQ_CHECK(samples[i].size() == samples[0].size(), "calibration.count",
+                       "in-memory samples of input '" + inputs[i].name + "' differ in count from input '" + inputs[0].name + "'");
+            std::vector<std::string> names;
+            for (std::size_t k = 0; k < samples[i].size(); ++k) {
+                BPUQ_CHECK(samples[i][k].shape() == inputs[i].shape, "calibration.shape",
+                           "in-memory sample " + std::to_string(k) + " of input '" + inputs[i].name + "' has shape " +
+                               shape_to_string(samples[i][k].shape()) + ", the input needs " + shape_to_string(inputs[i].shape));
+                names.push_back("<memory sample " + std::to_string(k) + " of " + inputs[i].name + ">");
+            }
+            s.files_.push_back(std::move(names));
+        }
+        s.inputs_ = std::move(inputs);
+        s.memory_ = std::move(samples);
+        return s;
+    }
+    bool is_in_memory() const { return !memory_.empty(); }
+
     std::size_t size() const { return files_[0].size(); }
     std::size_t input_count() const { return inputs_.size(); }
     const std::string& file(std::size_t input, std::size_t index) const { return files_[input][index]; }
@@ -97,6 +121,7 @@ public:
 
     /// Sample `index` of input `input` in its stored dtype and the model's shape.
     Tensor load_raw(std::size_t input, std::size_t index) const {
+        if (!memory_.empty()) return memory_[input][index];
         const CalibrationInputSpec& spec = inputs_[input];
         const std::string& path = files_[input][index];
         Tensor t;
@@ -145,8 +170,10 @@ public:
     }
 
 private:
+    CalibrationSet() = default;
     std::vector<CalibrationInputSpec> inputs_;
-    std::vector<std::vector<std::string>> files_;
+    std::vector<std::vector<std::string>> files_;  ///< file paths (or labels of in-memory samples)
+    std::vector<std::vector<Tensor>> memory_;      ///< in-memory samples, per input (empty = files)
 };
 
 }  // namespace io
