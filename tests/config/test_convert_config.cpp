@@ -212,6 +212,21 @@ TEST_CASE("forbidden and contradictory combinations") {
     CHECK(error_of(j).find("only read by calibration_type: load") != std::string::npos);
     j["calibration_parameters"]["calibration_type"] = "load";
     CHECK(parse_convert_config(j, "t.yaml", "/b").calibration_file == "/b/t.json");
+
+    // bias_correction needs real calibration data
+    j = minimal();
+    j["calibration_parameters"]["optimization"] = "bias_correction";
+    CHECK(parse_convert_config(j, "t.yaml").optimization.bias_correction);
+    j["calibration_parameters"]["calibration_type"] = "skip";
+    CHECK(error_of(j).find("calibration_parameters.optimization: bias_correction needs calibration data") != std::string::npos);
+    j["calibration_parameters"]["calibration_type"] = "load";
+    CHECK(error_of(j).empty());  // load with cal_data_dir: the corrections are computed on that data
+    j["calibration_parameters"].erase("cal_data_dir");
+    CHECK(error_of(j).find("give cal_data_dir") != std::string::npos);
+    j["calibration_parameters"]["optimization"] = "";
+    CHECK(error_of(j).empty());  // load and skip need no data of their own
+    j["calibration_parameters"]["calibration_type"] = "skip";
+    CHECK(error_of(j).empty());
 }
 
 TEST_CASE("node_info short form") {

@@ -132,3 +132,132 @@ TEST_CASE("bad input fails with an error naming the problem") {
     CHECK_THROWS_AS(flow::convert(cfg, console, {1, 0}), bpuq::Error);
     for (const auto& e : fs::recursive_directory_iterator(t.dir)) CHECK(e.path().extension() != ".tmp");
 }
+
+namespace {
+
+std::vector<std::uint8_t> program_bytes_without_metadata(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    emul::Program p;
+    std::string err;
+    REQUIRE_MESSAGE(emul::deserialize_program(bytes.data(), bytes.size(), p, &err) == Status::ok, err);
+    p.metadata.erase("calibration");
+    return emul::serialize_program(p);
+}
+
+}  // namespace
+
+TEST_CASE("load from a run's calibration JSON reproduces that run's program bit for bit (bias correction included)") {
+    if (!have("cifar10/models/resnet8_fp32.onnx")) return;
+    Temp t("load_json");
+    const std::string model = bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx";
+    const std::string cal = bpuq_test::write_reference_samples("resnet8_fp32", t.dir / "cal");
+    auto first = make_config(model, t.dir / "a", cal, "rgb");
+    first.calibration_type = "kl";
+    first.optimization.asymmetric = true;
+    first.optimization.bias_correction = true;
+    std::ostringstream console;
+    const auto a = flow::convert(first, console, {2, 4});
+    const std::string log_a = read_text(a.artifacts.at("log"));
+    CHECK(log_a.find("bias_correction: corrected ") != std::string::npos);
+    CHECK(log_a.find("largest shift") != std::string::npos);
+    const nlohmann::json cal_json = nlohmann::json::parse(read_text(a.artifacts.at("calibration_parameters")));
+    CHECK(cal_json["biases"].size() >= 9);
+
+    auto second = make_config(model, t.dir / "b", cal, "rgb");
+    second.calibration_type = "load";
+    second.calibration_file = a.artifacts.at("calibration_parameters");
+    const auto b = flow::convert(second, console, {1, 4});
+    CHECK(read_text(b.artifacts.at("log")).find("Load calibration parameters from") != std::string::npos);
+    CHECK(program_bytes_without_metadata(a.artifacts.at("integer_program")) ==
+          program_bytes_without_metadata(b.artifacts.at("integer_program")));
+    CHECK(read_text(a.artifacts.at("quantized_model")) == read_text(b.artifacts.at("quantized_model")));
+
+    // without calibration data the same file still reproduces the program (tables use random samples)
+    auto third = second;
+    third.working_dir = (t.dir / "c").string();
+    third.inputs[0].cal_data_dir.clear();
+    const auto c = flow::convert(third, console, {1, 4});
+    CHECK(program_bytes_without_metadata(a.artifacts.at("integer_program")) ==
+          program_bytes_without_metadata(c.artifacts.at("integer_program")));
+    CHECK(read_text(c.artifacts.at("log")).find("RANDOM samples") != std::string::npos);
+
+    // a bad file names the file and the tensor
+    nlohmann::json bad = cal_json;
+    const std::string victim = onnx_io::load_model(a.artifacts.at("optimized_float_model")).inputs[0];  // calibrated, not an alias
+    REQUIRE(bad["activations"].contains(victim));
+    bad["activations"][victim]["bits"] = 16;
+    bad["activations"][victim]["zero_points"] = {0};
+    const std::string bad_path = (t.dir / "bad_calibration.json").string();
+    std::ofstream(bad_path) << bad.dump();
+    second.calibration_file = bad_path;
+    second.working_dir = (t.dir / "d").string();
+    CHECK_THROWS_WITH_AS(flow::convert(second, console, {1, 4}),
+                         doctest::Contains(bad_path + ": tensor '" + victim + "' has bits 16"), bpuq::Error);
+    bad = cal_json;
+    bad["activations"].erase(victim);
+    std::ofstream(bad_path) << bad.dump();
+    CHECK_THROWS_WITH_AS(flow::convert(second, console, {1, 4}), doctest::Contains("'" + victim + "'"), bpuq::Error);
+    second.calibration_file = model;  // a model is not a calibration file
+    CHECK_THROWS_WITH_AS(flow::convert(second, console, {1, 4}), doctest::Contains("is an ONNX model"), bpuq::Error);
+    second.calibration_file.clear();  // load without a file needs a QDQ model
+    CHECK_THROWS_WITH_AS(flow::convert(second, console, {1, 4}), doctest::Contains("has no QuantizeLinear/DequantizeLinear"),
+                         bpuq::Error);
+    for (const auto& e : fs::recursive_directory_iterator(t.dir)) CHECK(e.path().extension() != ".tmp");
+}
+
+TEST_CASE("load from a QDQ model: ResNet-8 int8 (TFLite) — the program computes what the QDQ model computes") {
+    if (!have("cifar10/models/resnet8_int8_qdq.onnx")) return;
+    Temp t("load_qdq");
+    const std::string model = bpuq_test::data_dir() + "/cifar10/models/resnet8_int8_qdq.onnx";
+    const std::string cal = bpuq_test::write_reference_samples("resnet8_fp32", t.dir / "cal");
+    auto cfg = make_config(model, t.dir / "out", cal, "rgb");
+    cfg.calibration_type = "load";
+    std::ostringstream console;
+    const auto r = flow::convert(cfg, console, {2, 8});
+    const std::string log = read_text(r.artifacts.at("log"));
+    CHECK(log.find("load: 18 of 18 activations from the QDQ model") != std::string::npos);
+    CHECK(log.find("weights: 10 of 10 keep the QDQ model's integers and scales") != std::string::npos);
+    // the QDQ model itself (bpuq's float executor, ONNX semantics) vs the integer program on the reference samples
+    graph::Executor qdq{onnx_io::load_model(model)};
+    std::ifstream f(r.artifacts.at("integer_program"), std::ios::binary);
+    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    emul::Program p;
+    REQUIRE(emul::deserialize_program(bytes.data(), bytes.size(), p) == Status::ok);
+    CHECK(p.metadata.at("rounding") == "half_to_even");
+    emul::ProgramExecutor prog(std::move(p));
+    graph::ExecContext ctx(1);
+    double worst = 0;
+    for (int s = 0; s < 8; ++s) {
+        const Tensor x = io::read_npy(cal + "/s" + std::to_string(s) + ".npy");
+        const Tensor a = qdq.run({x}, ctx)[0], b = prog.run({x})[0];
+        REQUIRE(a.numel() == b.numel());
+        std::int64_t ia = 0, ib = 0;
+        for (std::int64_t i = 0; i < a.numel(); ++i) {
+            worst = std::max(worst, double(std::fabs(a.data<float>()[i] - b.data<float>()[i])));
+            if (a.data<float>()[i] > a.data<float>()[ia]) ia = i;
+            if (b.data<float>()[i] > b.data<float>()[ib]) ib = i;
+        }
+        CHECK(ia == ib);
+    }
+    MESSAGE("QDQ model (quantized softmax output) vs integer program (float softmax): max |diff| " << worst);
+    CHECK(worst <= 1.0 / 256.0);  // within the QDQ model's own output step (its softmax output is quantized, 1/256)
+}
+
+TEST_CASE("skip calibrates on random data and says loudly that the result is not accurate") {
+    if (!have("cifar10/models/resnet8_fp32.onnx")) return;
+    Temp t("skip");
+    auto cfg = make_config(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx", t.dir / "out", "unused", "rgb");
+    cfg.inputs[0].cal_data_dir.clear();
+    cfg.calibration_type = "skip";
+    std::ostringstream console;
+    const auto r = flow::convert(cfg, console, {2, 0});
+    const std::string log = read_text(r.artifacts.at("log"));
+    CHECK(log.find("WARNING: calibration_type skip") != std::string::npos);
+    CHECK(log.find("NOT meaningful") != std::string::npos);
+    const nlohmann::json rep = nlohmann::json::parse(read_text(r.artifacts.at("report")));
+    CHECK(rep["calibration"]["random_data"] == true);
+    CHECK(rep["calibration"]["samples"] == 8);
+    CHECK(rep["calibration"]["warning"].get<std::string>().find("speed checks only") != std::string::npos);
+    CHECK(fs::file_size(r.artifacts.at("integer_program")) > 0);
+}

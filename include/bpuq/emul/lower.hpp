@@ -14,6 +14,7 @@
 #include "../calib/quant_plan.hpp"
 #include "../graph/op_registry.hpp"
 #include "../kernels/params.hpp"
+#include "../kernels/reference/conv2d.hpp"
 #include "../kernels/reference/eltwise.hpp"
 #include "../kernels/reference/pooling.hpp"
 #include "program.hpp"

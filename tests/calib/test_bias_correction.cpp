@@ -1,0 +1,106 @@
+// Empirical bias correction on a real model: every BPU Conv is corrected, the per-channel mean
+// error of the quantized layers' outputs against the float model shrinks, bad biases are refused.
+#include <doctest/doctest.h>
+
+#include <bpuq/calib/bias_correction.hpp>
+#include <bpuq/calib/weights.hpp>
+#include <bpuq/graph/passes.hpp>
+#include <bpuq/onnx/import.hpp>
+
+#include <cmath>
+#include <filesystem>
+
+#include "reference_samples.hpp"
+
+using namespace bpuq;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Mean over the given tensors and their channels of |mean over samples and space of (float - quantized)|.
+double mean_channel_bias(const graph::Graph& fl, const graph::Graph& cal, const std::vector<std::string>& tensors,
+                         const io::CalibrationSet& data) {
+    graph::Graph a = fl, b = cal;
+    a.outputs = tensors;
+    b.outputs = tensors;
+    const graph::Executor fe{std::move(a)}, ce{std::move(b)};
+    graph::ExecContext ctx(2);
+    std::vector<std::vector<double>> diff(tensors.size());
+    double count = 0;
+    for (std::size_t s = 0; s < data.size(); ++s) {
+        const auto x = data.load_sample(s);
+        const auto yf = fe.run(x, ctx), yq = ce.run(x, ctx);
+        for (std::size_t t = 0; t < tensors.size(); ++t) {
+            const std::int64_t C = yf[t].dim(1), inner = yf[t].numel() / C;
+            diff[t].resize(std::size_t(C), 0.0);
+            for (std::int64_t c = 0; c < C; ++c) {
+                double d = 0;
+                for (std::int64_t i = 0; i < inner; ++i) d += double(yf[t].data<float>()[c * inner + i]) - yq[t].data<float>()[c * inner + i];
+                diff[t][std::size_t(c)] += d / double(inner);
+            }
+        }
+        count += 1;
+    }
+    double sum = 0, n = 0;
+    for (std::size_t t = 0; t < tensors.size(); ++t) {
+        for (double d : diff[t]) {
+            sum += std::fabs(d / count);
+            n += 1;
+        }
+    }
+    return sum / n;
+}
+
+}  // namespace
+
+TEST_CASE("bias correction on MobileNet V1 0.25: every conv corrected, per-channel mean error of the layers reduced") {
+    const std::string rel = "imagenet/models/mobilenet_v1_0.25_128_fp32.onnx";
+    if (!bpuq_test::path_exists(bpuq_test::data_dir() + "/" + rel)) {
+        MESSAGE("skipped: " << rel << " not under " << bpuq_test::data_dir() << " (set BPUQ_DATA_DIR)");
+        return;
+    }
+    graph::Graph g = onnx_io::load_model(bpuq_test::data_dir() + "/" + rel);
+    graph::infer_shapes(g);
+    graph::optimize(g);
+    config::ConvertConfig cfg;
+    const calib::QuantPlan plan = calib::make_quant_plan(g, cfg);
+    const std::string dir =
+        bpuq_test::write_reference_samples("mobilenet_v1_0.25_128_fp32", fs::temp_directory_path() / "bpuq_bias_mv1");
+    io::CalibrationSet data({{g.inputs[0], dir, "float32", {1, 3, 128, 128}}});
+    graph::Executor exec{graph::Graph(g)};
+    const calib::CalibrationStats stats = calib::collect_statistics(exec, data, plan);
+    const auto acts = calib::choose_qparams(stats, plan, {CalibMethod::max, 1.0, false, false});
+    const auto weights = calib::quantize_weights(g, plan);
+
+    calib::BiasCorrectionOptions opt;
+    opt.threads = 2;
+    const calib::BiasCorrectionResult bc = calib::correct_biases(g, plan, acts, weights, data, opt);
+    std::vector<std::string> conv_outputs;
+    for (const auto& n : g.nodes)
+        if (n.op_type == "Conv") conv_outputs.push_back(n.outputs[0]);
+    CHECK(bc.samples == 8);
+    CHECK(bc.layers.size() == conv_outputs.size());
+    CHECK(bc.levels == conv_outputs.size());  // a chain: one layer per level
+    REQUIRE(bc.largest() < bc.layers.size());
+    MESSAGE("largest shift " << bc.layers[bc.largest()].max_abs_shift << " at " << bc.layers[bc.largest()].node);
+    CHECK(bc.layers[bc.largest()].max_abs_shift > 0.0);
+
+    graph::Graph corrected = g;
+    calib::apply_biases(corrected, bc.biases, "test");
+    const double before = mean_channel_bias(g, calib::make_calibrated_graph(g, plan, acts, weights, "max"), conv_outputs, data);
+    const double after = mean_channel_bias(g, calib::make_calibrated_graph(corrected, plan, acts, weights, "max"), conv_outputs, data);
+    MESSAGE("mean |per-channel mean error| of the conv outputs: " << before << " before, " << after << " after bias correction");
+    CHECK(after < 0.8 * before);
+
+    // the same samples give the same biases with one thread (sums merge exactly enough)
+    opt.threads = 1;
+    const calib::BiasCorrectionResult one = calib::correct_biases(g, plan, acts, weights, data, opt);
+    for (const auto& kv : bc.biases)
+        for (std::size_t c = 0; c < kv.second.size(); ++c) CHECK(one.biases.at(kv.first)[c] == doctest::Approx(kv.second[c]).epsilon(1e-4));
+
+    // bad biases name the node and what is wrong
+    graph::Graph h = g;
+    CHECK_THROWS_WITH_AS(calib::apply_biases(h, {{"nope", {1.0f}}}, "file x.json"), doctest::Contains("'nope'"), Error);
+    CHECK_THROWS_WITH_AS(calib::apply_biases(h, {{bc.layers[0].node, {1.0f}}}, "file x.json"),
+                         doctest::Contains("output channels"), Error);
+}
