@@ -2,6 +2,9 @@
 # Re-runs the accuracy table of docs/ACCURACY.md: for every shared model, write its calibration
 # split, convert it with each calibration method, and measure top-1 of the float model and of the
 # integer program on the evaluation split. Usage: tools/accuracy.sh [BUILD_DIR] [METHODS...]
+# A method is a calibration_type, optionally with optimizations after '+' (e.g.
+# default+bias_correction); "load" converts the model's QDQ version (models without one are
+# skipped). BPUQ_ACCURACY_MODELS="resnet8 squeezenet1.1" limits the models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -14,20 +17,31 @@ work=${BPUQ_ACCURACY_WORK:-$build/accuracy}
 mkdir -p "$work"
 cmake --build "$build" -j"$(nproc)" --target bpuq_convert bpuq_accuracy >/dev/null
 
-# name | model | recipe | input_type_train | norm_type | mean | scale
-models=(
-  "mnist-8|mnist/mnist-8.onnx|mnist|gray|no_preprocess||"
-  "resnet8|cifar10/models/resnet8_fp32.onnx|resnet8|rgb|no_preprocess||"
-  "squeezenet1.1|imagenet/models/squeezenet1.1_fp32.onnx|squeezenet|bgr|data_mean|104 117 123|"
-  "mobilenet_v1_0.25_128|imagenet/models/mobilenet_v1_0.25_128_fp32.onnx|mobilenet_v1|rgb|data_mean_and_scale|128|0.0078125"
-  "mobilenet_v2_1.0_224|imagenet/models/mobilenet_v2_1.0_224_fp32.onnx|mobilenet_v2|rgb|data_mean_and_scale|128|0.0078125"
+# name | model | recipe | input_type_train | norm_type | mean | scale | QDQ model (for load)
+all_models=(
+  "mnist-8|mnist/mnist-8.onnx|mnist|gray|no_preprocess|||"
+  "resnet8|cifar10/models/resnet8_fp32.onnx|resnet8|rgb|no_preprocess|||cifar10/models/resnet8_int8_qdq.onnx"
+  "squeezenet1.1|imagenet/models/squeezenet1.1_fp32.onnx|squeezenet|bgr|data_mean|104 117 123||"
+  "mobilenet_v1_0.25_128|imagenet/models/mobilenet_v1_0.25_128_fp32.onnx|mobilenet_v1|rgb|data_mean_and_scale|128|0.0078125|imagenet/models/mobilenet_v1_0.25_128_qat_qdq.onnx"
+  "mobilenet_v2_1.0_224|imagenet/models/mobilenet_v2_1.0_224_fp32.onnx|mobilenet_v2|rgb|data_mean_and_scale|128|0.0078125|imagenet/models/mobilenet_v2_1.0_224_qat_qdq.onnx"
 )
+models=()
+for entry in "${all_models[@]}"; do
+  [ -z "${BPUQ_ACCURACY_MODELS:-}" ] || [[ " $BPUQ_ACCURACY_MODELS " == *" ${entry%%|*} "* ]] && models+=("$entry")
+done
 for entry in "${models[@]}"; do
-  IFS='|' read -r name model recipe type norm mean scale <<<"$entry"
+  IFS='|' read -r name model recipe type norm mean scale qdq <<<"$entry"
   dir="$work/$name"
   mkdir -p "$dir"
-  [ -d "$dir/cal" ] || "$build/examples/bpuq_accuracy" --recipe "$recipe" --split calibration --write-calibration "$dir/cal"
+  [ -d "$dir/cal" ] || "$build/examples/bpuq_accuracy" --data "$data" --recipe "$recipe" --split calibration --write-calibration "$dir/cal"
   for method in "${methods[@]}"; do
+    ctype=${method%%+*}
+    opts=""
+    [[ "$method" != *+* ]] || opts=${method#*+}
+    if [ "$ctype" = load ]; then
+      [ -n "$qdq" ] || continue
+      model=$qdq
+    fi
     cfg="$dir/$method.yaml"
     {
       echo "model_parameters:"
@@ -43,13 +57,16 @@ for entry in "${models[@]}"; do
       echo "calibration_parameters:"
       echo "  cal_data_dir: cal"
       echo "  cal_data_type: uint8"
-      echo "  calibration_type: $method"
+      echo "  calibration_type: $ctype"
+      [ -z "$opts" ] || echo "  optimization: ${opts//+/,}"
     } >"$cfg"
     "$build/examples/bpuq_convert" --config "$cfg" >"$dir/$method.convert.txt"
-    "$build/examples/bpuq_accuracy" --recipe "$recipe" --split evaluation \
+    "$build/examples/bpuq_accuracy" --data "$data" --recipe "$recipe" --split evaluation \
       --onnx "$dir/out_$method/${name}_${method}_original_float_model.onnx" \
       --program "$dir/out_$method/${name}_$method.bpuq" --json "$dir/$method.json" 2>/dev/null | tee "$dir/$method.accuracy.txt"
-    grep -E "^Select|enabled" "$dir/out_$method/${name}_${method}_convert.log" | tr '\n' ' ' >"$dir/$method.choice.txt" || true
+    grep -E "^Select|enabled|^Load |bias_correction: corrected" "$dir/out_$method/${name}_${method}_convert.log" |
+      sed -E 's/^ *bias_correction: (corrected [0-9]+) .*largest shift ([0-9.]+).*/bias_correction \1 layers, largest shift \2./; s/^Load calibration parameters from .*\/([^/]+)\.$/Load \1./' |
+      tr '\n' ' ' >"$dir/$method.choice.txt" || true
   done
 done
 # the table
@@ -57,7 +74,7 @@ done
   echo "| model | data (n) | float top-1 | method (chosen) | int8 top-1 | delta |"
   echo "|---|---|---|---|---|---|"
   for entry in "${models[@]}"; do
-    IFS='|' read -r name model recipe type norm mean scale <<<"$entry"
+    IFS='|' read -r name model recipe type norm mean scale qdq <<<"$entry"
     for method in "${methods[@]}"; do
       j="$work/$name/$method.json"
       [ -f "$j" ] || continue
