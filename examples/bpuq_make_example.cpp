@@ -193,6 +193,7 @@ int run(const std::string& out_dir) {
         "  march: bayes-e\n"
         "  output_model_file_prefix: shapes_cnn\n"
         "  working_dir: model_output\n"
+        "  debug_mode: dump_calibration_data  # for bpuq_debug (docs/DEBUG.md)\n"
         "input_parameters:\n"
         "  input_name: image\n"
         "  input_shape: 1x3x32x32\n"

@@ -28,3 +28,13 @@ if(INFER)
     message(FATAL_ERROR "bpuq_infer failed on the integer program: ${out}")
   endif()
 endif()
+# the accuracy debug tool runs on the calibrated model and the dumped calibration data
+if(DEBUG_TOOL)
+  execute_process(COMMAND ${DEBUG_TOOL} runall model_output/shapes_cnn_calibrated_model.onnx model_output/calibration_data
+                          --save-dir debug_result --threads 2
+                  WORKING_DIRECTORY ${WORK} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message(STATUS "${out}")
+  if(rc OR NOT EXISTS ${WORK}/debug_result/index.html OR NOT EXISTS ${WORK}/debug_result/node_sensitivity/sensitivity_of_node.log)
+    message(FATAL_ERROR "bpuq_debug runall failed on the example: ${out} ${err}")
+  endif()
+endif()
