@@ -2,8 +2,10 @@
 // Calibration node is off, and the default search picks its best-scoring candidate.
 #include <doctest/doctest.h>
 
+#include <bpuq/calib/qdq.hpp>
 #include <bpuq/calib/search.hpp>
 #include <bpuq/io/npy.hpp>
+#include <bpuq/io/random_samples.hpp>
 #include <bpuq/onnx/import.hpp>
 
 #include <filesystem>
@@ -66,4 +68,30 @@ TEST_CASE("ResNet-8 fake quantization and the default search") {
     for (const auto& s : r.scores) CHECK(s.cosine <= r.scores[r.best].cosine);
     MESSAGE("default search picked " << r.scores[r.best].choice.describe() << " with cosine " << r.scores[r.best].cosine);
     fs::remove_all(dir);
+}
+
+TEST_CASE("QDQ export of an opset-8 model (mnist-8) is written at opset 10, the first with QuantizeLinear") {
+    if (!bpuq_test::path_exists(bpuq_test::data_dir() + "/mnist/mnist-8.onnx")) {
+        MESSAGE("skipped: no mnist-8 under " << bpuq_test::data_dir());
+        return;
+    }
+    graph::Graph g = onnx_io::load_model(bpuq_test::data_dir() + "/mnist/mnist-8.onnx");
+    REQUIRE(g.opset < 10);
+    graph::Executor fexec{graph::Graph(g)};
+    const calib::QuantPlan plan = calib::make_quant_plan(fexec.graph(), config::ConvertConfig{});
+    const io::CalibrationSet data = io::random_calibration_set({{g.inputs[0], "", "float32", {1, 1, 28, 28}}}, {true}, 2);
+    CHECK(data.is_in_memory());
+    const auto stats = calib::collect_statistics(fexec, data, plan);
+    const auto acts = calib::choose_qparams(stats, plan, {CalibMethod::max, 1.0, false, false});
+    const auto weights = calib::quantize_weights(fexec.graph(), plan);
+    CHECK(calib::qdq_unsupported_reason(plan, acts, &fexec.graph()).empty());
+    const graph::Graph q = calib::make_qdq_graph(fexec.graph(), plan, acts, weights);
+    CHECK(q.opset == 10);
+    int qnodes = 0;
+    for (const auto& n : q.nodes) qnodes += n.op_type == "QuantizeLinear";
+    CHECK(qnodes > 0);
+    // an op whose meaning changed by opset 10 blocks the raise, naming the node
+    graph::Graph h = fexec.graph();
+    h.nodes[0].op_type = "Upsample";
+    CHECK(calib::opset10_blocker(h).find(h.nodes[0].name) != std::string::npos);
 }

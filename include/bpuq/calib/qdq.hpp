@@ -4,6 +4,7 @@
 // by ONNX Runtime, whose QDQ fusion then executes the convolutions in integers.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
@@ -30,23 +31,38 @@ inline Tensor zero_point_tensor(const QParams& q) {
 }
 }  // namespace detail
 
+/// QuantizeLinear/DequantizeLinear exist from opset 10: an older graph is exported at opset 10
+/// unless it uses an op whose meaning changed on the way (then this names it; "" = fine).
+inline std::string opset10_blocker(const graph::Graph& g) {
+    if (g.opset >= 10) return "";
+    static const std::set<std::string> changed{"Upsample", "Slice", "TopK", "Scan", "Resize", "BatchNormalization", "Cast"};
+    for (const auto& n : g.nodes)
+        if (n.domain.empty() && changed.count(n.op_type))
+            return n.describe() + " of this opset-" + std::to_string(g.opset) + " model means something else at opset 10, "
+                   "the first with QuantizeLinear";
+    return "";
+}
+
 /// Why a QDQ export is impossible (empty when it is possible).
-inline std::string qdq_unsupported_reason(const QuantPlan& plan, const std::map<std::string, QParams>& acts) {
+inline std::string qdq_unsupported_reason(const QuantPlan& plan, const std::map<std::string, QParams>& acts,
+                                          const graph::Graph* g = nullptr) {
     for (const auto& t : plan.calibrated)
         if (acts.at(t).bits == 16)
             return "tensor '" + t + "' is int16; ONNX QuantizeLinear supports int16 only from opset 21";
-    return "";
+    return g ? opset10_blocker(*g) : "";
 }
 
 /// Builds the QDQ graph from the optimized graph and the calibration results. Requires the graph's
 /// opset to be >= 13 for per-channel weights; older models get fake-quantized float weights
-/// (same values) and float biases, which ONNX Runtime runs in float.
+/// (same values) and float biases, which ONNX Runtime runs in float. Models below opset 10 are
+/// written at opset 10 (the first with QuantizeLinear).
 inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan, const std::map<std::string, QParams>& acts,
                                    const std::map<std::string, QParams>& weights) {
-    const std::string why = qdq_unsupported_reason(plan, acts);
+    const std::string why = qdq_unsupported_reason(plan, acts, &g);
     BPUQ_CHECK(why.empty(), "qdq.unsupported", "cannot export a QDQ model: " + why);
     const bool per_axis = g.opset >= 13;
     graph::Graph out = g;
+    out.opset = std::max<std::int64_t>(g.opset, 10);  // QuantizeLinear needs 10 (opset10_blocker checked the ops)
     out.nodes.clear();
     std::set<std::string> graph_inputs(g.inputs.begin(), g.inputs.end());
     std::map<std::string, std::string> rename;  // graph input or weight -> dequantized name

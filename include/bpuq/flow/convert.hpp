@@ -448,7 +448,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         io::write_file_atomic(prefix + "_calibration.json", calib::calibration_file_json(method, acts, corrected).dump(1));
         artifact("calibration_parameters", prefix + "_calibration.json");
     }
-    const std::string qdq_why = calib::qdq_unsupported_reason(plan, acts);
+    const std::string qdq_why = calib::qdq_unsupported_reason(plan, acts, &quant_graph);
     if (qdq_why.empty()) {
         const graph::Graph qdq_model = calib::make_qdq_graph(quant_graph, plan, acts, weights);
         const std::string path = prefix + "_quantized_model.onnx";
@@ -501,7 +501,11 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
             if (it != ca.end() && it->second.shape() == kv.second.shape()) node_err[kv.first].add(compare(kv.second, it->second));
         }
         for (std::size_t k = 0; k < y.size(); ++k) {
-            const Tensor yf = y[k].dtype() == DType::float32 ? y[k] : io::to_float32(y[k]);
+            // integer outputs (set_model_output_int8/int16) are compared dequantized
+            const emul::ProgramTensor& pt = program.tensors[std::size_t(program.outputs[k])];
+            const Tensor yf = y[k].dtype() == DType::float32 ? y[k]
+                              : pt.quant.bits == 8 || pt.quant.bits == 16 ? dequantize_tensor(y[k], emul::qparams_of(pt))
+                                                                           : io::to_float32(y[k]);
             out_err[k].add(compare(reference[s][k], yf));
         }
     });
