@@ -29,7 +29,8 @@ int usage(const std::string& why) {
                  "         [--onnx-source MODEL.onnx]... float model taking normalized input (the recipe's mean/scale applied)\n"
                  "         [--program MODEL.bpuq]...     integer program (raw pixels in)\n"
                  "         [--json OUT.json]\n"
-                 "       bpuq_accuracy --recipe NAME --write-calibration DIR [--split calibration] [--limit N]\n";
+                 "       bpuq_accuracy --recipe NAME --write-calibration DIR [--split calibration] [--limit N]\n"
+                 "                     [--write-labels L.npy]   the samples' classes as output indices (int64)\n";
     return 2;
 }
 
@@ -52,7 +53,7 @@ int argmax(const Tensor& t) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string recipe_name, data_dir = "../shared/data", split = "evaluation", write_cal, json_out;
+    std::string recipe_name, data_dir = "../shared/data", split = "evaluation", write_cal, write_labels, json_out;
     std::size_t limit = 0;
     int threads = std::max(1, int(std::thread::hardware_concurrency()));
     std::vector<std::pair<std::string, std::string>> models;  // kind, path
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
             else if (a == "--threads") threads = std::max(1, std::stoi(need()));
             else if (a == "--onnx" || a == "--onnx-source" || a == "--program") models.push_back({a, need()});
             else if (a == "--write-calibration") write_cal = need();
+            else if (a == "--write-labels") write_labels = need();
             else if (a == "--json") json_out = need();
             else if (a == "-h" || a == "--help") return usage(""), 0;
             else return usage("unknown argument '" + a + "'");
@@ -99,6 +101,12 @@ int main(int argc, char** argv) {
                 io::write_npy(write_cal + name, t);
             }
             std::cout << "wrote " << samples.size() << " " << split << " samples of " << recipe_name << " to " << write_cal << "\n";
+            if (!write_labels.empty()) {  // output indices (label + the recipe's offset), for bpuq_optimize --eval-labels
+                std::vector<std::int64_t> idx;
+                for (const auto& smp : samples) idx.push_back(smp.label + recipe.label_offset);
+                io::write_npy(write_labels, Tensor::from_vector<std::int64_t>({std::int64_t(idx.size())}, idx));
+                std::cout << "wrote " << idx.size() << " labels to " << write_labels << "\n";
+            }
             return 0;
         }
         if (models.empty()) return usage("give at least one --onnx, --onnx-source or --program");

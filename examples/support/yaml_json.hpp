@@ -86,4 +86,40 @@ inline nlohmann::json read_config_file(const std::string& path) {
     }
 }
 
+/// JSON -> YAML text (block style; strings that YAML would read as another type are quoted),
+/// for the configs bpuq_optimize writes. read_config_file reads the result back to the same JSON.
+inline void json_to_yaml(const nlohmann::json& j, YAML::Emitter& out) {
+    if (j.is_object()) {
+        out << YAML::BeginMap;
+        for (const auto& kv : j.items()) {
+            out << YAML::Key << kv.key() << YAML::Value;
+            json_to_yaml(kv.value(), out);
+        }
+        out << YAML::EndMap;
+    } else if (j.is_array()) {
+        out << YAML::Flow << YAML::BeginSeq;
+        for (const auto& x : j) json_to_yaml(x, out);
+        out << YAML::EndSeq;
+    } else if (j.is_string()) {
+        const std::string s = j.get<std::string>();
+        const nlohmann::json back = yaml_scalar_to_json(YAML::Node(s));
+        if (back.is_string()) out << s;
+        else out << YAML::DoubleQuoted << s;
+    } else if (j.is_boolean()) {
+        out << (j.get<bool>() ? "true" : "false");
+    } else if (j.is_null()) {
+        out << YAML::Null;
+    } else if (j.is_number_integer()) {
+        out << j.get<long long>();
+    } else {
+        out << YAML::Precision(17) << j.get<double>();
+    }
+}
+
+inline std::string json_to_yaml(const nlohmann::json& j) {
+    YAML::Emitter out;
+    json_to_yaml(j, out);
+    return std::string(out.c_str()) + "\n";
+}
+
 }  // namespace bpuq_driver

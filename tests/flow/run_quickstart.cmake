@@ -38,3 +38,19 @@ if(DEBUG_TOOL)
     message(FATAL_ERROR "bpuq_debug runall failed on the example: ${out} ${err}")
   endif()
 endif()
+# the accuracy optimizer writes a YAML config that bpuq_convert reads back
+if(OPTIMIZE)
+  execute_process(COMMAND ${OPTIMIZE} --config shapes_cnn.yaml --target-cosine 0.99999 --work-dir optimize_work
+                          --output shapes_cnn_optimized.yaml --threads 2 --max-int16 2 --max-int16-tries 2 --max-cpu 1
+                  WORKING_DIRECTORY ${WORK} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message(STATUS "${out}")
+  # 0: reached, 3: not reached (both write the best config found)
+  if(NOT (rc EQUAL 0 OR rc EQUAL 3) OR NOT EXISTS ${WORK}/shapes_cnn_optimized.yaml OR NOT out MATCHES "step 1: calibration method")
+    message(FATAL_ERROR "bpuq_optimize failed on the example (${rc}): ${out} ${err}")
+  endif()
+  execute_process(COMMAND ${CONVERT} --config shapes_cnn_optimized.yaml --threads 2 WORKING_DIRECTORY ${WORK}
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc)
+    message(FATAL_ERROR "bpuq_convert cannot read the optimized config: ${err}")
+  endif()
+endif()

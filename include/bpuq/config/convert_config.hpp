@@ -528,6 +528,20 @@ inline ConvertConfig parse_convert_config(const nlohmann::json& root, const std:
     return c;
 }
 
+/// node_info in its long form: {node: {ON, InputType, InputType<N>, OutputType}}.
+inline nlohmann::json node_info_to_json(const std::map<std::string, NodeInfo>& node_info) {
+    nlohmann::json ni = nlohmann::json::object();
+    for (const auto& kv : node_info) {
+        nlohmann::json n = nlohmann::json::object();
+        if (!kv.second.on.empty()) n["ON"] = kv.second.on;
+        for (const auto& ib : kv.second.input_bits)
+            n[ib.first < 0 ? "InputType" : "InputType" + std::to_string(ib.first)] = ib.second == 16 ? "int16" : "int8";
+        if (kv.second.output_bits) n["OutputType"] = kv.second.output_bits == 16 ? "int16" : "int8";
+        ni[kv.first] = n;
+    }
+    return ni;
+}
+
 /// The config as understood (normalized, defaults filled), for the log and report.json.
 inline nlohmann::json to_json(const ConvertConfig& c) {
     nlohmann::json j;
@@ -541,16 +555,7 @@ inline nlohmann::json to_json(const ConvertConfig& c) {
     mp["remove_node_type"] = c.remove_node_type;
     mp["remove_node_name"] = c.remove_node_name;
     mp["dump_calibration_data"] = c.dump_calibration_data;
-    nlohmann::json ni = nlohmann::json::object();
-    for (const auto& kv : c.node_info) {
-        nlohmann::json n = nlohmann::json::object();
-        if (!kv.second.on.empty()) n["ON"] = kv.second.on;
-        for (const auto& ib : kv.second.input_bits)
-            n[ib.first < 0 ? "InputType" : "InputType" + std::to_string(ib.first)] = ib.second == 16 ? "int16" : "int8";
-        if (kv.second.output_bits) n["OutputType"] = kv.second.output_bits == 16 ? "int16" : "int8";
-        ni[kv.first] = n;
-    }
-    mp["node_info"] = ni;
+    mp["node_info"] = node_info_to_json(c.node_info);
     auto& inputs = j["inputs"];
     inputs = nlohmann::json::array();
     for (const auto& in : c.inputs)
