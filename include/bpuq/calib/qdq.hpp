@@ -117,9 +117,11 @@ inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan,
             auto r = rename.find(i);
             if (r != rename.end() && (graph_inputs.count(i) || bpu)) i = r->second;
         }
-        // int32 bias at scale s_in * s_w[c], so that ONNX Runtime can fuse the convolution
+        // int32 bias at scale s_in * s_w[c], so that ONNX Runtime can fuse the convolution. The integers
+        // are the program's (emul/lower.hpp: b / (s_in * s_w) in double, half away from zero); below
+        // opset 13 the bias stays float but holds exactly those integers times the float scale.
         const bool has_weight = orig.inputs.size() > 1 && weights.count(orig.inputs[1]);
-        if (per_axis && bpu && has_weight && (n.op_type == "Conv" || n.op_type == "Gemm") && orig.has_input(2) &&
+        if (bpu && has_weight && (n.op_type == "Conv" || n.op_type == "Gemm") && orig.has_input(2) &&
             g.is_initializer(orig.inputs[2]) && plan.is_quantized(orig.inputs[0])) {
             const QParams& qw = weights.at(orig.inputs[1]);
             const QParams& qx = acts.at(plan.root_of(orig.inputs[0]));
@@ -127,25 +129,34 @@ inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan,
             std::vector<std::int32_t> qb(static_cast<std::size_t>(b.numel()));
             std::vector<float> sb(qb.size());
             for (std::size_t c = 0; c < qb.size(); ++c) {
-                sb[c] = qx.scale[0] * qw.scale[qw.scale.size() == 1 ? 0 : c];
-                const double v = std::round(double(b.data<float>()[c]) / double(sb[c]));
+                const float sw = qw.scale[qw.scale.size() == 1 ? 0 : c];
+                sb[c] = qx.scale[0] * sw;
+                const double v = std::round(double(b.data<float>()[c]) / (double(qx.scale[0]) * double(sw)));
                 qb[c] = static_cast<std::int32_t>(std::max(-2147483648.0, std::min(2147483647.0, v)));
             }
             const std::string& bias = orig.inputs[2];
-            const std::string bq = out.unique_name(bias + "_int32"), bs = out.unique_name(bias + "_scale"),
-                              bz = out.unique_name(bias + "_zero_point");
-            out.initializers[bq] = Tensor::from_vector<std::int32_t>(b.shape(), qb);
-            out.initializers[bs] = Tensor::from_vector<float>({static_cast<std::int64_t>(sb.size())}, sb);
-            out.initializers[bz] = Tensor::from_vector<std::int32_t>({static_cast<std::int64_t>(sb.size())},
-                                                                     std::vector<std::int32_t>(sb.size(), 0));
-            graph::Node dn;
-            dn.name = n.name + "_bias_DequantizeLinear";
-            dn.op_type = "DequantizeLinear";
-            dn.inputs = {bq, bs, bz};
-            dn.outputs = {out.unique_name(bias + "_dequantized")};
-            dn.attributes["axis"] = graph::Attribute::make_int(0);
-            n.inputs[2] = dn.outputs[0];
-            out.nodes.push_back(std::move(dn));
+            if (!per_axis) {
+                std::vector<float> fb(qb.size());
+                for (std::size_t c = 0; c < qb.size(); ++c) fb[c] = static_cast<float>(qb[c]) * sb[c];  // = DequantizeLinear
+                const std::string name = out.unique_name(bias + "_quantized_values");
+                out.initializers[name] = Tensor::from_vector<float>(b.shape(), fb);
+                n.inputs[2] = name;
+            } else {
+                const std::string bq = out.unique_name(bias + "_int32"), bs = out.unique_name(bias + "_scale"),
+                                  bz = out.unique_name(bias + "_zero_point");
+                out.initializers[bq] = Tensor::from_vector<std::int32_t>(b.shape(), qb);
+                out.initializers[bs] = Tensor::from_vector<float>({static_cast<std::int64_t>(sb.size())}, sb);
+                out.initializers[bz] = Tensor::from_vector<std::int32_t>({static_cast<std::int64_t>(sb.size())},
+                                                                         std::vector<std::int32_t>(sb.size(), 0));
+                graph::Node dn;
+                dn.name = n.name + "_bias_DequantizeLinear";
+                dn.op_type = "DequantizeLinear";
+                dn.inputs = {bq, bs, bz};
+                dn.outputs = {out.unique_name(bias + "_dequantized")};
+                dn.attributes["axis"] = graph::Attribute::make_int(0);
+                n.inputs[2] = dn.outputs[0];
+                out.nodes.push_back(std::move(dn));
+            }
         }
         std::vector<graph::Node> after;
         for (auto& o : n.outputs) {

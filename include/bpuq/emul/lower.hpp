@@ -171,9 +171,17 @@ private:
         if (it != quant_id_.end()) return it->second;
         const Tensor& c = *g_.initializer(name);
         BPUQ_CHECK(c.dtype() == DType::float32, "lower.constant", "constant '" + name + "' is " + dtype_name(c.dtype()));
-        float amax = 0.0f;
-        for (std::int64_t i = 0; i < c.numel(); ++i) amax = std::max(amax, std::fabs(c.data<float>()[i]));
-        const QParams q = qparams_from_threshold(amax, bits);
+        // the conversion quantizes constant operands once (calib/constants.hpp, in the weights map) so
+        // that the calibrated and QDQ models read the same values; otherwise max |x| / qmax
+        auto w = weights_.find(name);
+        QParams q;
+        if (w != weights_.end() && w->second.bits == bits && !w->second.per_channel()) {
+            q = w->second;
+        } else {
+            float amax = 0.0f;
+            for (std::int64_t i = 0; i < c.numel(); ++i) amax = std::max(amax, std::fabs(c.data<float>()[i]));
+            q = qparams_from_threshold(amax, bits);
+        }
         const Tensor qt = quantize_tensor(c, q);
         std::vector<std::uint8_t> bytes(qt.nbytes());
         std::memcpy(bytes.data(), qt.raw(), qt.nbytes());
@@ -295,6 +303,7 @@ private:
         if (o.int32_out) {  // dequantized straight from the accumulator: scale s_in * s_w[c] per channel
             o.q.bits = 32;
             o.q.axis = 1;
+            o.q.scale.clear();  // a default QParams holds one scale already
             for (std::size_t c = 0; c < channels; ++c) o.q.scale.push_back(s_in * w.scale[w.scale.size() == 1 ? 0 : c]);
             o.q.zero_point.assign(channels, 0);
             if (w.scale.size() == 1 || channels == 1) {
@@ -311,12 +320,16 @@ private:
         return o;
     }
     void bounds(const graph::Node& n, const OutputSpec& o, std::int32_t& lo, std::int32_t& hi) {
-        if (o.int32_out) {
+        const graph::ops::Epilogue e = graph::ops::conv_epilogue(n);
+        if (o.int32_out) {  // scale s_in * s_w[c] > 0, zero point 0: a ReLU is a floor at 0 in every channel
             lo = std::numeric_limits<std::int32_t>::min();
             hi = std::numeric_limits<std::int32_t>::max();
+            BPUQ_CHECK(!std::isfinite(e.hi) && (!std::isfinite(e.lo) || e.lo == 0.0f), "lower.output",
+                       n.describe() + " is a float model output read from the int32 accumulator; its fused clip to [" +
+                           std::to_string(e.lo) + ", " + std::to_string(e.hi) + "] has no int32 lowering (quantize the output)");
+            if (std::isfinite(e.lo)) lo = 0;
             return;
         }
-        const graph::ops::Epilogue e = graph::ops::conv_epilogue(n);
         const std::int32_t qmin = o.q.qmin(), qmax = o.q.qmax();
         lo = qmin;
         hi = qmax;

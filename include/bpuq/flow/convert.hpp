@@ -19,6 +19,7 @@
 #include "../calib/bias_correction.hpp"
 #include "../calib/calibration_file.hpp"
 #include "../calib/collect.hpp"
+#include "../calib/constants.hpp"
 #include "../calib/qdq.hpp"
 #include "../calib/qdq_import.hpp"
 #include "../calib/search.hpp"
@@ -391,6 +392,16 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         log.line("  weights: " + std::to_string(weights.size() - requantized.size()) + " of " + std::to_string(weights.size()) +
                  " keep the QDQ model's integers and scales");
         if (!requantized.empty()) log.line("  weights quantized by bpuq (float in the QDQ model): " + config::join(requantized, ", "));
+    }
+    // constant operands of BPU Add/Sub/Mul (the mean/scale preprocessing): quantized once, read by
+    // the calibrated model, the QDQ model and the program alike (DECISIONS.md #27)
+    for (const auto& kv : calib::quantize_constant_operands(optimized, plan, acts)) {
+        if (weights.count(kv.first)) continue;
+        weights[kv.first] = kv.second;
+        const Tensor& c = *optimized.initializer(kv.first);
+        log.line("  constant operand " + kv.first + ": int" + std::to_string(kv.second.bits) + " scale " +
+                 detail::fixed(kv.second.scale[0], 6) + ", largest error " +
+                 detail::fixed(calib::detail::constant_error(c, kv.second), 6) + (calib::detail::constant_error(c, kv.second) == 0.0 ? " (exact)" : ""));
     }
 
     // a loaded QDQ model is emulated with ONNX QuantizeLinear's rounding (half to even) — see DECISIONS.md
