@@ -222,15 +222,14 @@ TEST_CASE("ResNet-8: views, accumulated error and sensitivity analysis agree wit
     // in the quantized model, int16 inputs land closer to float inputs than int8 ones (errors of
     // other nodes may cancel, so float itself need not beat int8 — SEED.md says as much)
     CHECK(std::fabs(top.int16.cosine - top.float_.cosine) < std::fabs(top.quantized.cosine - top.float_.cosine));
-    // alone (the rest float), the node with int16 activation inputs hurts the output less than int8
+    // alone (the rest float), the node with int16 inputs hurts the output less than with int8
     auto modes = model.all(debug::CalibMode::float_);
-    for (std::size_t k : rows.front().calibrations)
-        modes[k] = model.calibrations()[k].weight ? debug::CalibMode::quantized : debug::CalibMode::int16;
+    for (std::size_t k : rows.front().calibrations) modes[k] = debug::CalibMode::int16;
     const auto alone16 = session.run({{model.configure(modes), false, {}}});
     const double cos16 = alone16[0].output.value(Metric::cosine_similarity);
     MESSAGE("alone: int8 " << rows.front().output.cosine << ", int16 " << cos16);
     CHECK(cos16 > rows.front().output.cosine);
-    CHECK(1.0 - cos16 < (1.0 - rows.front().output.cosine) / 2);
+    CHECK(1.0 - cos16 < (1.0 - rows.front().output.cosine) / 10);
 
     // weight and activation types give one row per Calibration node of that kind
     std::size_t weights = 0;

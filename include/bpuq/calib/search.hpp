@@ -82,16 +82,17 @@ struct SearchResult {
     std::vector<ChoiceScore> scores;
 };
 
-/// Scores each choice (weights quantized per channel in every candidate) and returns the best
+/// Scores each choice (weights quantized per channel in every candidate; int16 nodes' weights
+/// depend on the candidate's input scale) and returns the best
 /// by mean output cosine; ties keep the earlier (simpler) candidate.
 inline SearchResult search_choices(const graph::Graph& optimized, const QuantPlan& plan, const CalibrationStats& stats,
                                    const io::CalibrationSet& data, const std::vector<std::vector<Tensor>>& reference,
                                    const std::vector<CalibChoice>& choices, int threads,
                                    const std::function<void(const ChoiceScore&)>& on_score = nullptr) {
-    const auto weights = quantize_weights(optimized, plan);
     SearchResult r;
     for (const auto& choice : choices) {
         const auto acts = choose_qparams(stats, plan, choice);
+        const auto weights = quantize_weights(optimized, plan, &acts);  // int16 nodes' weights follow their input scale
         graph::Executor exec(make_calibrated_graph(optimized, plan, acts, weights, choice.describe()));
         ChoiceScore cs;
         cs.choice = choice;

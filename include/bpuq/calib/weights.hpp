@@ -42,8 +42,27 @@ inline QParams weight_qparams(const Tensor& w, int axis, int bits = 8) {
     return qparams_from_ranges(lo, hi, axis, bits, true, /*narrow=*/true);
 }
 
-/// Parameters of every weight initializer read by a BPU node (Conv/Gemm/MatMul input 1).
-inline std::map<std::string, QParams> quantize_weights(const graph::Graph& g, const QuantPlan& plan) {
+/// int16 weights for a node whose input is int16 (docs/ARITHMETIC.md, int16 nodes): per channel
+/// threshold max |w_c|, raised where needed so that the int32 bias round(b_c / (s_in s_w[c]))
+/// stays within 2^29 in magnitude (float rounding of the scales aside, far from int32's 2^31) —
+/// with 16-bit inputs and weights the product scale is tiny.
+inline QParams int16_weight_qparams(const Tensor& w, int axis, const Tensor* bias, float s_in) {
+    QParams p = weight_qparams(w, axis, 16);
+    if (!bias || bias->dtype() != DType::float32) return p;
+    if (std::size_t(bias->numel()) != p.channels()) return p;  // a broadcast Gemm C: the lowering decides
+    std::vector<float> lo(p.channels()), hi(p.channels());
+    for (std::size_t c = 0; c < p.channels(); ++c) {
+        const double need = std::fabs(double(bias->data<float>()[c])) / (double(s_in) * 536870912.0) * qmax_of(16);
+        hi[c] = float(std::max(double(p.scale[c]) * qmax_of(16), need));
+        lo[c] = -hi[c];
+    }
+    return qparams_from_ranges(lo, hi, p.axis, 16, true, /*narrow=*/true);
+}
+
+/// Parameters of every weight initializer read by a BPU node (Conv/Gemm/MatMul input 1): int8,
+/// or int16 when the node's input tensor is int16 and `activations` (its scale) is given.
+inline std::map<std::string, QParams> quantize_weights(const graph::Graph& g, const QuantPlan& plan,
+                                                       const std::map<std::string, QParams>* activations = nullptr) {
     std::map<std::string, QParams> out;
     for (const auto& n : g.nodes) {
         auto np = plan.nodes.find(n.name);
@@ -54,7 +73,18 @@ inline std::map<std::string, QParams> quantize_weights(const graph::Graph& g, co
             const Tensor& w = *g.initializer(n.inputs[i]);
             if (w.dtype() != DType::float32) continue;
             if (axis == -2) axis = static_cast<int>(w.rank()) - 1;
-            out[n.inputs[i]] = weight_qparams(w, axis);
+            const std::string& x = n.inputs[0];
+            const auto in = activations ? activations->find(x) : std::map<std::string, QParams>::const_iterator{};
+            // a float model output dequantized from the int32 accumulator keeps int8 weights: 16 x 16
+            // bit products would not fit the int32 output
+            const auto out_plan = n.outputs.empty() ? plan.tensors.end() : plan.tensors.find(n.outputs[0]);
+            const bool int32_out = out_plan != plan.tensors.end() && out_plan->second.float_output;
+            if (activations && in != activations->end() && in->second.bits == 16 && !int32_out) {
+                const Tensor* bias = n.inputs.size() > 2 && g.is_initializer(n.inputs[2]) ? g.initializer(n.inputs[2]) : nullptr;
+                out[n.inputs[i]] = int16_weight_qparams(w, axis, n.op_type == "MatMul" ? nullptr : bias, in->second.scale[0]);
+            } else {
+                out[n.inputs[i]] = weight_qparams(w, axis);
+            }
         }
     }
     return out;

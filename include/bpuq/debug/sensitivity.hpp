@@ -166,8 +166,8 @@ inline ErrorStats quantized_model_error(const DebugSession& session) {
 }
 
 /// sensitivity_analysis: for each sensitive node, the fully quantized model's output error with
-/// that node's activation inputs raised to int16 (weights stay int8, as node_info InputType: int16
-/// does) and with all its inputs left in float (ON: CPU).
+/// that node's inputs raised to int16 (activations and weights, as node_info InputType: int16 does)
+/// and with all its inputs left in float (ON: CPU).
 struct SensitivityAnalysisRow {
     std::string name;
     std::string op_type;
@@ -211,10 +211,9 @@ inline std::vector<SensitivityAnalysisRow> sensitivity_analysis(const DebugSessi
     for (const SensitivityRow* r : picked)
         for (CalibMode mode : {CalibMode::int16, CalibMode::float_}) {
             auto modes = m.all(CalibMode::quantized);
-            // int16 raises the node's activation inputs, as node_info InputType: int16 does in
-            // bpuq_convert (weights stay int8); float switches weights off too (ON: CPU)
-            for (std::size_t c : r->calibrations)
-                if (mode == CalibMode::float_ || !m.calibrations()[c].weight) modes[c] = mode;
+            // int16 raises the node's inputs, activations and weights, as node_info InputType:
+            // int16 does in bpuq_convert; float switches them off (ON: CPU)
+            for (std::size_t c : r->calibrations) modes[c] = mode;
             DebugSession::Experiment e;
             e.cfg = m.configure(modes);
             e.from_quantized = true;

@@ -33,6 +33,7 @@
 #include "../io/random_samples.hpp"
 #include "../onnx/export.hpp"
 #include "../onnx/import.hpp"
+#include "mix.hpp"
 #include "preprocess.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -125,9 +126,6 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     BPUQ_CHECK(!cfg.per_channel, "config.unsupported",
                "config " + cfg.source + ": calibration_parameters.per_channel: true is not supported yet: the integer "
                "program quantizes activations per tensor (weights are always per output channel); set it to false");
-    BPUQ_CHECK(cfg.calibration_type != "mix", "config.unsupported",
-               "config " + cfg.source + ": calibration_parameters.calibration_type 'mix' is not implemented yet; use default, "
-               "kl, max, mse, percentile, load or skip");
     const bool skip = cfg.calibration_type == "skip";
     const bool load = cfg.calibration_type == "load";
     const bool load_qdq = load && cfg.calibration_file.empty();
@@ -351,6 +349,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     reference = calib::float_outputs(float_exec, data, eval_n, threads);
     timings["float_reference"] = detail::elapsed_s(t_ref);
     nlohmann::json search_json = nlohmann::json::array();
+    MixResult mix;
     if (search) {
         t0 = clock::now();
         std::vector<calib::CalibChoice> cands;
@@ -365,6 +364,20 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         for (const auto& s : sr.scores) search_json.push_back({{"candidate", s.choice.describe()}, {"cosine", s.cosine}});
         choice = sr.scores[sr.best].choice;
         timings["default_search"] = detail::elapsed_s(t0);
+    } else if (cfg.calibration_type == "mix") {
+        t0 = clock::now();
+        MixOptions mopt;
+        mopt.asymmetric = cfg.optimization.asymmetric;
+        mopt.samples = std::min<std::size_t>(eval_n, 10);
+        mopt.threads = threads;
+        log.line("  mix: max, max-percentile 0.99995 and kl model-wise, then activation by activation for the sensitive ones");
+        mix = mix_calibration(optimized, plan, stats, data, reference, mopt);
+        for (const auto& s : mix.model_wise) {
+            log.line("    " + detail::pad(s.choice.describe(), 44) + "cosine " + detail::fixed(s.cosine));
+            search_json.push_back({{"candidate", s.choice.describe()}, {"cosine", s.cosine}});
+        }
+        choice = mix.candidates[mix.base];
+        timings["mix_search"] = detail::elapsed_s(t0);
     } else if (load || skip) {
         choice.method = CalibMethod::max;
         choice.percentile = 1.0;
@@ -377,6 +390,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         if (choice.method == CalibMethod::percentile && choice.percentile >= 1.0) choice.percentile = 0.99995;
     }
     std::string method = choice.describe();
+    if (cfg.calibration_type == "mix") method = "mix (model-wise " + choice.describe() + ", " + std::to_string(mix.rows.size()) + " activations re-chosen)";
     if (load) {
         method = "load (" + load_source + ")";
         log.line("Load calibration parameters from " + load_source + ".");
@@ -384,9 +398,22 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         if (skip) method = "skip (random data, " + choice.describe() + ")";
         log.line(detail::choice_log_lines(choice));
     }
-    std::map<std::string, QParams> acts = calib::choose_qparams(stats, stats_plan, choice);
+    std::map<std::string, QParams> acts = mix.activations.empty() ? calib::choose_qparams(stats, stats_plan, choice) : mix.activations;
     for (const auto& kv : loaded) acts[kv.first] = kv.second;
-    std::map<std::string, QParams> weights = calib::quantize_weights(optimized, plan);
+    if (!mix.rows.empty()) {  // the merge table
+        std::string head = detail::pad("Activation (mix)", 40);
+        for (const auto& c : mix.candidates) head += detail::pad(c.describe(), 30);
+        log.line(head + "Chosen");
+        for (const auto& r : mix.rows) {
+            std::string line = detail::pad(r.tensor, 40);
+            for (double c : r.cosine) line += detail::pad(detail::fixed(c), 30);
+            log.line(line + mix.candidates[r.chosen].describe());
+        }
+        log.line("  (" + std::to_string(mix.rows.size()) + " sensitive activations re-chosen; cosine = model output with only that "
+                 "activation quantized)");
+    }
+    // int16 nodes' weights are int16 and depend on their input's scale (docs/DECISIONS.md #16)
+    std::map<std::string, QParams> weights = calib::quantize_weights(optimized, plan, &acts);
     if (load_qdq) {
         const std::vector<std::string> requantized = calib::use_qdq_weights(qdq, weights);
         log.line("  weights: " + std::to_string(weights.size() - requantized.size()) + " of " + std::to_string(weights.size()) +
