@@ -92,6 +92,40 @@ TEST_CASE("bias correction on MobileNet V1 0.25: every conv corrected, per-chann
     MESSAGE("mean |per-channel mean error| of the conv outputs: " << before << " before, " << after << " after bias correction");
     CHECK(after < 0.8 * before);
 
+    // the definition, checked with plain full forward passes of the final corrected model: each
+    // layer's shift is the float mean minus the quantized mean of its linear part, with every
+    // layer above it already corrected (the staged runner must have run each node once, in time)
+    {
+        const graph::Graph cal = calib::make_calibrated_graph(corrected, plan, acts, weights, "max");
+        std::vector<std::size_t> layers;
+        std::vector<std::string> float_in, quant_in;
+        std::vector<Tensor> float_w, quant_w;
+        for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+            const graph::Node& n = g.nodes[k];
+            if (n.op_type != "Conv") continue;
+            layers.push_back(k);
+            float_in.push_back(n.inputs[0]);
+            quant_in.push_back(cal.nodes[std::size_t(cal.find_node(n.name))].inputs[0]);
+            const Tensor& w = *g.initializer(n.inputs[1]);
+            float_w.push_back(w);
+            quant_w.push_back(dequantize_tensor(quantize_tensor(w, weights.at(n.inputs[1])), weights.at(n.inputs[1])));
+        }
+        const auto fm = calib::detail::channel_means(g, g, layers, float_in, float_w, data, data.size(), 2);
+        const auto qm = calib::detail::channel_means(g, cal, layers, quant_in, quant_w, data, data.size(), 2);
+        std::size_t checked = 0;
+        for (std::size_t l = 0; l < layers.size(); ++l) {
+            const graph::Node& n = g.nodes[layers[l]];
+            const Tensor* b = n.has_input(2) ? g.initializer(n.inputs[2]) : nullptr;
+            const std::vector<float>& nb = bc.biases.at(n.name);
+            for (std::size_t c = 0; c < nb.size(); ++c) {
+                const double shift = double(nb[c]) - (b ? double(b->data<float>()[c]) : 0.0);
+                CHECK(shift == doctest::Approx(fm[l][c] - qm[l][c]).epsilon(1e-3).scale(1e-3));
+                ++checked;
+            }
+        }
+        CHECK(checked > 1000);
+    }
+
     // the same samples give the same biases with one thread (sums merge exactly enough)
     opt.threads = 1;
     const calib::BiasCorrectionResult one = calib::correct_biases(g, plan, acts, weights, data, opt);

@@ -10,9 +10,9 @@
 #include <cmath>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "../graph/executor.hpp"
@@ -182,6 +182,128 @@ inline std::vector<std::vector<double>> channel_means(const graph::Graph& g, gra
     return mean;
 }
 
+
+/// Runs a graph on every sample in stages: advance() computes, for each sample, the nodes needed
+/// for some tensors that earlier stages have not run yet, keeping each sample's live values in
+/// between. Between stages the graph may be rebuilt with other constants (corrected biases) as
+/// long as its nodes keep their names and order; a node already run is never re-run, so a stage
+/// must only need nodes whose constants are final. Constant nodes (weight fake-quant) run once
+/// for all samples. Bias correction uses it to make one forward pass in all instead of one per level.
+class LevelRunner {
+public:
+    LevelRunner(std::size_t samples, int threads)
+        : workers_(std::max(1, std::min<int>(threads, int(samples)))), samples_(samples), values_(samples), remaining_(samples) {}
+
+    int workers() const { return workers_; }
+
+    /// Runs what `wanted` needs on every sample, then calls visit(worker, value) per sample where
+    /// value(name) returns a tensor of that sample (a wanted tensor or an initializer).
+    template <class Visit>
+    void advance(const graph::Graph& g, const std::vector<std::string>& wanted, const io::CalibrationSet& data, Visit&& visit) {
+        if (names_.empty()) {  // first stage: remember the node order, count consumers
+            for (const auto& n : g.nodes) names_.push_back(n.name);
+            ran_.assign(g.nodes.size(), false);
+            for (const auto& n : g.nodes)
+                for (const auto& i : n.inputs)
+                    if (!i.empty() && !g.is_initializer(i)) ++uses_[i];
+        }
+        BPUQ_CHECK(g.nodes.size() == names_.size(), "calib.bias", "bias correction: the calibrated graph changed its nodes between levels");
+        std::unordered_map<std::string, std::size_t> producer;
+        for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+            BPUQ_CHECK(g.nodes[k].name == names_[k], "calib.bias",
+                       "bias correction: the calibrated graph changed its nodes between levels (" + g.nodes[k].describe() + ")");
+            for (const auto& o : g.nodes[k].outputs) producer[o] = k;
+        }
+        // the nodes this stage runs: ancestors of `wanted` not run yet, in graph order
+        std::vector<bool> need(g.nodes.size(), false);
+        std::vector<std::string> stack(wanted.begin(), wanted.end());
+        while (!stack.empty()) {
+            const std::string t = stack.back();
+            stack.pop_back();
+            auto p = producer.find(t);
+            if (p == producer.end() || ran_[p->second] || need[p->second]) continue;
+            need[p->second] = true;
+            for (const auto& i : g.nodes[p->second].inputs)
+                if (!i.empty()) stack.push_back(i);
+        }
+        std::vector<std::size_t> per_sample;
+        for (std::size_t k = 0; k < g.nodes.size(); ++k) {
+            if (!need[k]) continue;
+            const bool constant = std::all_of(g.nodes[k].inputs.begin(), g.nodes[k].inputs.end(), [&](const std::string& i) {
+                return i.empty() || g.is_initializer(i) || constants_.count(i);
+            });
+            if (constant) run_node(g, k, constants_, constants_, graph::ExecContext(workers_));
+            else per_sample.push_back(k);
+            ran_[k] = true;
+        }
+        const bool first = !started_;
+        started_ = true;
+        for_each_sample(samples_, workers_, [&](int wk, std::size_t s, const graph::ExecContext& ctx) {
+            auto& v = values_[s];
+            if (first) {
+                const std::vector<Tensor> in = data.load_sample(s);
+                for (std::size_t i = 0; i < g.inputs.size() && i < in.size(); ++i) v[g.inputs[i]] = in[i];
+            }
+            for (std::size_t k : per_sample) {
+                run_node(g, k, v, v, ctx);
+                for (const auto& i : g.nodes[k].inputs) {  // free what no later node reads
+                    auto u = uses_.find(i);
+                    if (u != uses_.end() && --remaining(s, i) == 0) v.erase(i);
+                }
+            }
+            visit(wk, std::function<const Tensor&(const std::string&)>([&](const std::string& name) -> const Tensor& {
+                      if (const Tensor* t = g.initializer(name)) return *t;
+                      auto c = constants_.find(name);
+                      if (c != constants_.end()) return c->second;
+                      auto it = v.find(name);
+                      BPUQ_CHECK(it != v.end(), "calib.bias", "bias correction: tensor '" + name + "' was not computed");
+                      return it->second;
+                  }));
+        });
+    }
+
+private:
+    using Values = std::unordered_map<std::string, Tensor>;
+
+    // each sample is advanced by one thread at a time: its counters need no lock
+    std::size_t& remaining(std::size_t sample, const std::string& tensor) {
+        auto& r = remaining_[sample];
+        auto it = r.find(tensor);
+        if (it == r.end()) it = r.emplace(tensor, uses_.at(tensor)).first;
+        return it->second;
+    }
+
+    void run_node(const graph::Graph& g, std::size_t k, const Values& in_values, Values& out_values, const graph::ExecContext& ctx) const {
+        const graph::Node& n = g.nodes[k];
+        std::vector<const Tensor*> in(n.inputs.size(), nullptr);
+        for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+            const std::string& name = n.inputs[i];
+            if (name.empty()) continue;
+            if (const Tensor* t = g.initializer(name)) in[i] = t;
+            else if (auto c = constants_.find(name); c != constants_.end()) in[i] = &c->second;
+            else {
+                auto it = in_values.find(name);
+                BPUQ_CHECK(it != in_values.end(), "calib.bias", "bias correction: " + n.describe() + " reads '" + name + "' before it exists");
+                in[i] = &it->second;
+            }
+        }
+        std::vector<Tensor> out(n.outputs.size());
+        graph::require_op(n, g.opset).run(n, in, out, ctx, g.opset);
+        for (std::size_t o = 0; o < n.outputs.size(); ++o)
+            if (!n.outputs[o].empty()) out_values[n.outputs[o]] = std::move(out[o]);
+    }
+
+    int workers_;
+    std::size_t samples_;
+    bool started_ = false;
+    std::vector<std::string> names_;
+    std::vector<bool> ran_;
+    std::unordered_map<std::string, std::size_t> uses_;  ///< consumers of each non-constant tensor
+    std::vector<Values> values_;                          ///< each sample's live tensors
+    std::vector<std::unordered_map<std::string, std::size_t>> remaining_;  ///< each sample's unread uses
+    Values constants_;
+};
+
 }  // namespace detail
 
 /// Replaces the biases of the named Conv/Gemm nodes of `g` (adds one where a node has none). The
@@ -250,10 +372,13 @@ inline BiasCorrectionResult correct_biases(const graph::Graph& g, const QuantPla
     }
     const std::vector<std::vector<double>> float_mean =
         detail::channel_means(g, g, all, float_inputs, float_w, data, r.samples, opt.threads);
-    // quantized side: level by level on the calibrated graph with the corrections so far
+    // quantized side: level by level on the calibrated graph with the corrections so far; each
+    // sample's run advances from where the previous level left it (every node runs once)
     graph::Graph work = g;
+    detail::LevelRunner runner(r.samples, opt.threads);
     for (std::size_t level = 1; level <= levels; ++level) {
-        const graph::Graph cal = make_calibrated_graph(work, plan, acts, weights, "bias_correction", opt.rounding);
+        graph::Graph cal = make_calibrated_graph(work, plan, acts, weights, "bias_correction", opt.rounding);
+        cal.sort();
         std::vector<std::size_t> layers;
         std::vector<std::string> inputs;
         std::vector<Tensor> w;
@@ -265,7 +390,34 @@ inline BiasCorrectionResult correct_biases(const graph::Graph& g, const QuantPla
             inputs.push_back(cal.nodes[std::size_t(ck)].inputs[0]);
             w.push_back(quant_w[slot.at(k)]);
         }
-        const std::vector<std::vector<double>> quant_mean = detail::channel_means(g, cal, layers, inputs, w, data, r.samples, opt.threads);
+        std::vector<std::vector<std::vector<double>>> sum, count;
+        for (int wk = 0; wk < runner.workers(); ++wk) {
+            sum.emplace_back();
+            count.emplace_back();
+            for (std::size_t k : layers) {
+                const std::size_t C = std::size_t(detail::output_channels(g, g.nodes[k]));
+                sum.back().emplace_back(C, 0.0);
+                count.back().emplace_back(C, 0.0);
+            }
+        }
+        runner.advance(cal, inputs, data, [&](int wk, const std::function<const Tensor&(const std::string&)>& value) {
+            for (std::size_t l = 0; l < layers.size(); ++l) {
+                const Tensor lin = detail::linear_output(g, g.nodes[layers[l]], value(inputs[l]), w[l]);
+                detail::add_channel_sums(lin, sum[std::size_t(wk)][l], count[std::size_t(wk)][l]);
+            }
+        });
+        std::vector<std::vector<double>> quant_mean(layers.size());
+        for (std::size_t l = 0; l < layers.size(); ++l) {
+            quant_mean[l].assign(sum[0][l].size(), 0.0);
+            for (std::size_t c = 0; c < quant_mean[l].size(); ++c) {
+                double s = 0.0, k = 0.0;
+                for (int wk = 0; wk < runner.workers(); ++wk) {
+                    s += sum[std::size_t(wk)][l][c];
+                    k += count[std::size_t(wk)][l][c];
+                }
+                quant_mean[l][c] = k > 0 ? s / k : 0.0;
+            }
+        }
         std::map<std::string, std::vector<float>> level_biases;
         for (std::size_t l = 0; l < layers.size(); ++l) {
             const graph::Node& n = g.nodes[layers[l]];
