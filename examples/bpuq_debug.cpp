@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
             std::vector<std::string> t;
             for (const auto& n : top_nodes())
                 for (std::size_t c : model.nodes()[std::size_t(model.find_node(n))].calibrations)
-                    if (!model.calibrations()[c].weight &&
+                    if (model.calibrations()[c].activation() &&
                         std::find(t.begin(), t.end(), model.calibrations()[c].name) == t.end())
                         t.push_back(model.calibrations()[c].name);
             return t;

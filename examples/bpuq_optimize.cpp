@@ -23,10 +23,10 @@ const char* kUsage =
     "  --work-dir DIR         trials convert into DIR/trial_<k> (default optimize_work)\n"
     "  --threads N            worker threads (default: all)\n"
     "  --eval-samples N       calibration samples in each trial's output cosine (default 50)\n"
-    "  --max-int16 N          int16 nodes at most (default 8)\n"
-    "  --max-int16-tries N    sensitive nodes tried for int16 at most (default 16)\n"
+    "  --max-int16 N          int16 nodes at most (default 24)\n"
+    "  --max-int16-tries N    prefixes of the int16 plan converted at most (default 8)\n"
     "  --max-cpu N            tail nodes moved to the CPU at most (default 2)\n"
-    "  --sensitivity-samples N samples for the int16 ranking (default 10)\n";
+    "  --sensitivity-samples N samples the int16 plan is estimated on (default: --eval-samples)\n";
 
 int usage(const std::string& why) {
     if (!why.empty()) std::cerr << "bpuq_optimize: " << why << "\n";

@@ -8,6 +8,7 @@
 #include <bpuq/onnx/import.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "reference_samples.hpp"
@@ -124,6 +125,29 @@ TEST_CASE("bias correction on MobileNet V1 0.25: every conv corrected, per-chann
             }
         }
         CHECK(checked > 1000);
+    }
+
+    // in the calibrated model the corrections are Calibration nodes of kind "bias": switched on,
+    // the model is the one built from the corrected graph; switched off, it is the float model
+    {
+        const graph::Graph with_nodes = calib::make_calibrated_graph(g, plan, acts, weights, "max", Rounding::half_away_from_zero, bc.biases);
+        std::size_t bias_nodes = 0;
+        for (const auto& n : with_nodes.nodes) bias_nodes += n.op_type == "Calibration" && n.attr_string("kind", "") == "bias";
+        CHECK(bias_nodes == bc.biases.size());
+        graph::Graph off = with_nodes;
+        calib::set_calibration_enabled(off, {}, false, /*all=*/true);
+        const graph::Executor on_exec{graph::Graph(with_nodes)}, off_exec{std::move(off)}, float_exec{graph::Graph(g)},
+            applied_exec{calib::make_calibrated_graph(corrected, plan, acts, weights, "max")};
+        graph::ExecContext ctx(1);
+        for (std::size_t s = 0; s < 2; ++s) {
+            const auto x = data.load_sample(s);
+            const Tensor a = on_exec.run(x, ctx)[0], b = applied_exec.run(x, ctx)[0];
+            const Tensor c = off_exec.run(x, ctx)[0], d = float_exec.run(x, ctx)[0];
+            REQUIRE(a.numel() == b.numel());
+            CHECK(std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0);
+            CHECK(std::memcmp(c.raw(), d.raw(), c.nbytes()) == 0);
+            CHECK(std::memcmp(a.raw(), d.raw(), a.nbytes()) != 0);
+        }
     }
 
     // the same samples give the same biases with one thread (sums merge exactly enough)

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <bpuq/calib/fake_quant.hpp>
+#include <bpuq/debug/int16_plan.hpp>
 #include <bpuq/debug/report.hpp>
 #include <bpuq/flow/convert.hpp>
 
@@ -235,7 +236,58 @@ TEST_CASE("ResNet-8: views, accumulated error and sensitivity analysis agree wit
     std::size_t weights = 0;
     for (const auto& cn : model.calibrations()) weights += cn.weight;
     CHECK(debug::node_sensitivity(session, debug::NodeType::weight).size() == weights);
-    CHECK(debug::node_sensitivity(session, debug::NodeType::activation).size() == model.calibrations().size() - weights);
+    std::size_t activations = 0;
+    for (const auto& cn : model.calibrations()) activations += cn.activation();
+    CHECK(debug::node_sensitivity(session, debug::NodeType::activation).size() == activations);
+}
+
+TEST_CASE("ResNet-8: the int16 plan picks the best gain first and its later steps equal full runs") {
+    const Converted* c = resnet8();
+    if (!c) return;
+    const Loaded loaded(*c);
+    const debug::CalibratedModel& model = loaded.model;
+    debug::DebugOptions opt;
+    opt.threads = 2;
+    // measured on the logits: the softmax of an uncertain sample swings with small changes
+    for (const auto& n : model.graph().nodes)
+        if (n.op_type == "Softmax") opt.output_node = n.inputs[0];
+    REQUIRE(!opt.output_node.empty());
+    const debug::DebugSession session(model, loaded.data, opt);
+    debug::Int16PlanOptions popt;
+    popt.max_nodes = 3;
+    popt.pool = 100;  // every candidate stays in the running
+    const debug::Int16Plan plan = debug::int16_plan(session, {}, popt);
+    REQUIRE(plan.steps.size() >= 2);
+    MESSAGE("plan: start " << plan.quantized.cosine << ", +" << plan.steps[0].node << " " << plan.steps[0].output.cosine << ", +"
+                           << plan.steps[1].node << " " << plan.steps[1].output.cosine);
+    CHECK(plan.first_round.size() == model.nodes().size());
+    // every step improves on the one before
+    double last = plan.quantized.cosine;
+    for (const auto& st : plan.steps) {
+        CHECK(st.output.cosine > last);
+        last = st.output.cosine;
+    }
+    // step 1 is the largest int16 gain that sensitivity_analysis measures over every node
+    const auto analysis = debug::sensitivity_analysis(session, 2.0);
+    double best16 = 0;
+    for (const auto& r : analysis) best16 = std::max(best16, r.int16.cosine);
+    CHECK(plan.steps[0].output.cosine == best16);
+    CHECK(plan.first_round.front().second == best16);
+    // step 2 (re-run from the plan's own baseline) equals a full run with both nodes int16
+    auto modes = model.all(debug::CalibMode::quantized);
+    for (std::size_t i = 0; i < 2; ++i)
+        for (std::size_t k : model.nodes()[std::size_t(model.find_node(plan.steps[i].node))].calibrations) modes[k] = debug::CalibMode::int16;
+    const auto cfg = model.configure(modes);
+    double sum = 0;
+    for (std::size_t s = 0; s < session.samples(); ++s) {
+        const auto v = session.runner().run_all(loaded.data.load_sample(s), cfg, graph::ExecContext(1));
+        std::vector<Tensor> outs;
+        for (std::size_t slot : session.compared_slots()) outs.push_back(v[slot]);
+        sum += session.output_error(s, outs).cosine;
+    }
+    CHECK(plan.steps[1].output.cosine == doctest::Approx(sum / double(session.samples())).epsilon(1e-12));
+    // candidates must be quantized nodes
+    CHECK_THROWS_WITH_AS(debug::int16_plan(session, {"nope"}, popt), doctest::Contains("'nope'"), Error);
 }
 
 TEST_CASE("ResNet-8: runall writes every folder and an index.html with the plots inline") {

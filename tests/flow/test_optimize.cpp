@@ -81,6 +81,53 @@ TEST_CASE("optimizer: an unreachable cosine target walks every step and keeps th
     CHECK(r.report()["trials"].size() == r.trials.size());
 }
 
+TEST_CASE("optimizer: a reachable target is met by the shortest int16 prefix found, and the cheapest meeting trial wins") {
+    if (!have_resnet8()) return;
+    Work w("int16");
+    flow::OptimizeOptions opt;
+    opt.work_dir = (w.dir / "work").string();
+    opt.threads = 2;
+    opt.max_int16 = 4;
+    opt.max_int16_tries = 1;  // the whole plan only
+    opt.max_cpu = 0;
+    opt.sensitivity_samples = 8;
+    flow::OptimizeTarget target;
+    target.cosine = 1.0;
+    std::ostringstream log1;
+    const flow::OptimizeResult first = flow::optimize(w.config, "r8.yaml", w.dir.string(), target, opt, log1);
+    double before = 0, whole_plan = 0;
+    std::size_t plan_nodes = 0;
+    for (const auto& t : first.trials) {
+        if (t.step != "int16") before = std::max(before, t.cosine);
+        else {
+            whole_plan = t.cosine;
+            plan_nodes = t.int16_nodes;
+        }
+    }
+    MESSAGE("best before int16 " << before << ", the whole plan (" << plan_nodes << " nodes) " << whole_plan);
+    REQUIRE(plan_nodes >= 2);
+    REQUIRE(whole_plan > before);  // else this model cannot show the int16 step reaching a target
+    // the target is what the whole plan reaches: the search must meet it, with at most that many nodes
+    target.cosine = whole_plan;
+    opt.max_int16_tries = 4;
+    opt.work_dir = (w.dir / "work2").string();
+    std::ostringstream log2;
+    const flow::OptimizeResult r = flow::optimize(w.config, "r8.yaml", w.dir.string(), target, opt, log2);
+    CHECK(r.reached);
+    const flow::Trial& best = r.trials[r.best];
+    CHECK(best.meets);
+    CHECK(best.step == "int16");
+    CHECK(best.int16_nodes <= plan_nodes);
+    std::size_t int16_trials = 0;
+    for (const auto& t : r.trials) {
+        int16_trials += t.step == "int16";
+        if (t.meets) CHECK(t.int16_nodes + t.cpu_nodes >= best.int16_nodes + best.cpu_nodes);
+        CHECK(t.step != "cpu");  // reached before step 4
+    }
+    CHECK(int16_trials >= 1);
+    CHECK(int16_trials <= 4);
+}
+
 TEST_CASE("optimizer: a top-1 target is measured on the labelled set against the float model") {
     if (!have_resnet8()) return;
     Work w("top1");

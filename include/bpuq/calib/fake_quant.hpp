@@ -1,6 +1,7 @@
 // The calibrated (fake-quant) graph: the optimized float graph with one ai.bpuq.Calibration node
-// per calibrated activation and per weight. Running it simulates the integer model in float; the
-// debug tool switches single Calibration nodes off (attribute enabled = 0) to attribute error.
+// per calibrated activation, per weight and per corrected bias. Running it simulates the integer
+// model in float; the debug tool switches single Calibration nodes off (enabled = 0) to attribute
+// error.
 #pragma once
 
 #include <map>
@@ -39,6 +40,21 @@ inline graph::Node make_calibration_node(const std::string& name, const std::str
     return n;
 }
 
+/// A bias-correction Calibration node: `original` when switched off, `corrected` when on.
+inline graph::Node make_bias_calibration_node(const std::string& name, const std::string& original, const std::string& corrected,
+                                              const std::string& out) {
+    graph::Node n;
+    n.name = name;
+    n.op_type = "Calibration";
+    n.domain = graph::kBpuqDomain;
+    n.inputs = {original, corrected};
+    n.outputs = {out};
+    n.attributes["kind"] = graph::Attribute::make_string("bias");
+    n.attributes["method"] = graph::Attribute::make_string("bias_correction");
+    n.attributes["enabled"] = graph::Attribute::make_int(1);
+    return n;
+}
+
 /// Does the producer of a float model output compute it exactly from int32 (no output requantize)?
 inline bool dequantizes_accumulator(const std::string& op_type) {
     return op_type == "Conv" || op_type == "Gemm" || op_type == "MatMul";
@@ -47,11 +63,36 @@ inline bool dequantizes_accumulator(const std::string& op_type) {
 /// Builds the calibrated graph. Node outputs keep their names (the producer now writes
 /// "<name>_float" and the Calibration node writes "<name>"), so graph outputs and consumers are
 /// unchanged; graph inputs are calibrated into "<name>_calibrated" and their BPU consumers rewired.
+/// `corrected_biases` (node -> float bias, from bias correction) become Calibration nodes of kind
+/// "bias" between the node and its original bias, so that the model with its Calibration nodes
+/// off is the float model `g`.
 inline graph::Graph make_calibrated_graph(const graph::Graph& g, const QuantPlan& plan,
                                           const std::map<std::string, QParams>& activations,
                                           const std::map<std::string, QParams>& weights, const std::string& method,
-                                          Rounding rounding = Rounding::half_away_from_zero) {
-    graph::Graph out = g;
+                                          Rounding rounding = Rounding::half_away_from_zero,
+                                          const std::map<std::string, std::vector<float>>& corrected_biases = {}) {
+    graph::Graph out = g;  // keeps g's nodes until the bias names below are chosen (unique_name sees them)
+    std::map<std::string, std::string> bias_input;  // node -> its calibrated bias tensor
+    std::vector<graph::Node> bias_nodes;
+    for (const auto& kv : corrected_biases) {
+        const std::int64_t k = g.find_node(kv.first);
+        BPUQ_CHECK(k >= 0, "calib.bias", "corrected bias of node '" + kv.first + "': the model has no node of that name");
+        const graph::Node& n = g.nodes[std::size_t(k)];
+        const std::int64_t C = static_cast<std::int64_t>(kv.second.size());
+        std::string original = n.has_input(2) ? n.inputs[2] : std::string();
+        const Tensor* b = original.empty() ? nullptr : g.initializer(original);
+        BPUQ_CHECK(original.empty() || (b && b->dtype() == DType::float32 && b->numel() == C), "calib.bias",
+                   n.describe() + ": the corrected bias needs a constant float bias of " + std::to_string(C) + " values");
+        if (original.empty()) {  // no bias in the float model: its float bias is zero
+            original = out.unique_name(n.name + "_bias");
+            out.initializers[original] = Tensor::from_vector<float>({C}, std::vector<float>(std::size_t(C), 0.0f));
+        }
+        const std::string corrected = out.unique_name(n.name + "_bias_corrected");
+        out.initializers[corrected] = Tensor::from_vector<float>({C}, kv.second);
+        const std::string calibrated = out.unique_name(n.name + "_bias_calibrated");
+        bias_nodes.push_back(make_bias_calibration_node(n.name + "_bias_calibration", original, corrected, calibrated));
+        bias_input[n.name] = calibrated;
+    }
     out.nodes.clear();
     std::set<std::string> graph_inputs(g.inputs.begin(), g.inputs.end());
     std::map<std::string, std::string> input_rename;  // graph input -> calibrated name
@@ -68,10 +109,15 @@ inline graph::Graph make_calibrated_graph(const graph::Graph& g, const QuantPlan
         prologue.push_back(make_calibration_node(kv.first + "_calibration", kv.first, q, kv.second, "weight", "max", rounding));
         weight_rename[kv.first] = q;
     }
+    prologue.insert(prologue.end(), bias_nodes.begin(), bias_nodes.end());
     out.nodes = prologue;
     const std::set<std::string> calibrated(plan.calibrated.begin(), plan.calibrated.end());
     for (graph::Node n : g.nodes) {
         const bool bpu = plan.nodes.at(n.name).on_bpu;
+        if (auto b = bias_input.find(n.name); b != bias_input.end()) {
+            if (n.inputs.size() < 3) n.inputs.resize(3);
+            n.inputs[2] = b->second;
+        }
         for (auto& i : n.inputs) {
             auto r = input_rename.find(i);
             if (r != input_rename.end()) i = r->second;  // every consumer sees the quantized input

@@ -1,5 +1,6 @@
 // Weight quantization: which initializers are weights, on which axis their output channels lie,
-// and their symmetric per-output-channel parameters (threshold = max |w_c|, range [-127, 127]).
+// and their symmetric per-output-channel parameters (threshold = max |w_c|, range [-127, 127], or
+// the grid the weights already lie on).
 #pragma once
 
 #include <algorithm>
@@ -23,7 +24,37 @@ inline int weight_axis(const graph::Node& n, std::size_t index) {
     return -1;
 }
 
-/// Symmetric narrow-range per-channel parameters along `axis` of a float weight tensor.
+/// The step of the grid a channel's weights already lie on, when every weight is an integer
+/// multiple of it no larger than `qmax` (weights exported from a quantized model — e.g. a TFLite
+/// uint8 model converted to float — keep their grid, per channel after BatchNorm folding); else 0.
+/// The step is the smallest gap between the sorted distinct magnitudes (and zero), accepted only
+/// when every magnitude is within 1e-3 of a multiple of it: random float weights never pass.
+inline float weight_grid_step(const float* p, std::int64_t len, int qmax) {
+    std::vector<float> v;
+    v.reserve(std::size_t(len));
+    for (std::int64_t i = 0; i < len; ++i)
+        if (p[i] != 0.0f) v.push_back(std::fabs(p[i]));
+    if (v.empty()) return 0.0f;
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    double step = v[0];
+    for (std::size_t i = 1; i < v.size(); ++i) step = std::min(step, double(v[i]) - double(v[i - 1]));
+    if (!(step > 0.0)) return 0.0f;
+    double kv = 0.0, kk = 0.0;
+    for (float x : v) {
+        const double k = double(x) / step;
+        if (k > double(qmax) + 1e-3 || std::fabs(k - std::round(k)) > 1e-3) return 0.0f;
+        kv += std::round(k) * double(x);
+        kk += std::round(k) * std::round(k);
+    }
+    // the gap of two float32 weights carries their rounding: the least-squares step over all of
+    // them is the grid's own to about float precision
+    return static_cast<float>(kv / kk);
+}
+
+/// Symmetric narrow-range per-channel parameters along `axis` of a float weight tensor. A channel
+/// whose weights lie on a grid that fits the range (weight_grid_step) takes the grid's step as
+/// its scale, so its weights are represented exactly instead of being re-rounded.
 inline QParams weight_qparams(const Tensor& w, int axis, int bits = 8) {
     BPUQ_CHECK(w.dtype() == DType::float32, "calib.weight", "weights must be float32, got " + std::string(dtype_name(w.dtype())));
     const auto rank = static_cast<int>(w.rank());
@@ -31,15 +62,23 @@ inline QParams weight_qparams(const Tensor& w, int axis, int bits = 8) {
     BPUQ_CHECK(axis >= 0 && axis < rank, "calib.weight", "weight axis out of range for shape " + shape_to_string(w.shape()));
     const std::size_t C = static_cast<std::size_t>(w.dim(static_cast<std::size_t>(axis)));
     std::vector<float> lo(C, 0.0f), hi(C, 0.0f);
+    // a channel's values may come in several runs (axis > 0): gather them for the grid test
+    std::vector<std::vector<float>> values(C);
     for_each_channel_run(w.shape(), axis, C, [&](std::size_t c, std::int64_t off, std::int64_t len) {
         const float* p = w.data<float>() + off;
         for (std::int64_t i = 0; i < len; ++i) {
             BPUQ_CHECK(std::isfinite(p[i]), "calib.weight", "weight tensor holds a non-finite value");
             hi[c] = std::max(hi[c], std::fabs(p[i]));
         }
+        values[c].insert(values[c].end(), p, p + len);
         lo[c] = -hi[c];
     });
-    return qparams_from_ranges(lo, hi, axis, bits, true, /*narrow=*/true);
+    QParams q = qparams_from_ranges(lo, hi, axis, bits, true, /*narrow=*/true);
+    for (std::size_t c = 0; c < C; ++c) {
+        const float step = weight_grid_step(values[c].data(), std::int64_t(values[c].size()), q.qmax());
+        if (step > 0.0f) q.scale[c] = step;
+    }
+    return q;
 }
 
 /// int16 weights for a node whose input is int16 (docs/ARITHMETIC.md, int16 nodes): per channel

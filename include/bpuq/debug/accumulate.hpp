@@ -35,7 +35,8 @@ inline std::vector<CalibMode> modes_of(const CalibratedModel& m, const QuantizeS
     for (const auto& name : q.nodes) {
         if (name == "weight" || name == "activation") {
             for (std::size_t c = 0; c < m.calibrations().size(); ++c)
-                if (m.calibrations()[c].weight == (name == "weight")) on[c] = true;
+                // a corrected bias goes with the weights: it compensates their quantization
+                if ((name == "weight") != m.calibrations()[c].activation()) on[c] = true;
             continue;
         }
         const std::int64_t n = m.find_node(name);

@@ -30,10 +30,12 @@ enum class CalibMode : std::uint8_t {
 struct CalibrationNode {
     std::size_t step = 0;  ///< index in the sorted graph
     std::string name;
-    bool weight = false;   ///< kind "weight" (else "activation")
-    std::string input;     ///< the float tensor it quantizes
+    bool weight = false;   ///< kind "weight"
+    bool bias = false;     ///< kind "bias": switches a node's bias to its corrected value (bias_correction)
+    std::string input;     ///< the float tensor it quantizes (the original bias, for kind "bias")
     std::string output;    ///< what consumers read
-    QParams params;
+    QParams params;        ///< none for kind "bias"
+    bool activation() const { return !weight && !bias; }
 };
 
 /// An ordinary node that reads at least one calibrated tensor: "quantizing the node" means
@@ -75,15 +77,20 @@ public:
         for (std::size_t i = 0; i < graph_.nodes.size(); ++i) {
             const graph::Node& n = graph_.nodes[i];
             if (!is_calibration(n)) continue;
-            BPUQ_CHECK(n.inputs.size() == 1 && n.outputs.size() == 1, "debug.model",
-                       n.describe() + " must have one input and one output");
+            const std::string kind = n.attr_string("kind", "activation");
+            BPUQ_CHECK(kind == "activation" || kind == "weight" || kind == "bias", "debug.model",
+                       n.describe() + " has kind '" + kind + "' (activation, weight or bias)");
+            const std::size_t inputs = kind == "bias" ? 2 : 1;
+            BPUQ_CHECK(n.inputs.size() == inputs && n.outputs.size() == 1, "debug.model",
+                       n.describe() + " must have " + std::to_string(inputs) + " input(s) and one output");
             CalibrationNode c;
             c.step = i;
             c.name = n.name;
-            c.weight = n.attr_string("kind", "activation") == "weight";
+            c.weight = kind == "weight";
+            c.bias = kind == "bias";
             c.input = n.inputs[0];
             c.output = n.outputs[0];
-            c.params = graph::ops::calibration_qparams(n);
+            if (!c.bias) c.params = graph::ops::calibration_qparams(n);
             calib_of_output[c.output] = calibrations_.size();
             calibrations_.push_back(std::move(c));
         }
@@ -115,6 +122,12 @@ public:
             v[1] = n;
             v[1].attributes["enabled"] = graph::Attribute::make_int(1);
             v[2] = v[1];
+            // int16 leaves far less error for a corrected bias to compensate (and bpuq_convert
+            // re-corrects an int16 node from scratch): the int16 variant keeps the float bias
+            if (calibrations_[c].bias) {
+                v[2] = v[0];
+                continue;
+            }
             const QParams p16 = int16_params(calibrations_[c].params);
             v[2].attributes["bits"] = graph::Attribute::make_int(16);
             v[2].attributes["scales"] = graph::Attribute::make_floats(p16.scale);

@@ -60,7 +60,7 @@ struct Marker {
 /// One distribution plot: histograms sharing an x axis, plus markers.
 struct DistributionPlot {
     std::string name;   ///< node or Calibration node
-    std::string kind;   ///< "weight", "activation" or "node"
+    std::string kind;   ///< "weight", "activation", "bias" or "node"
     std::string title;
     std::vector<ValueHistogram> histograms;
     std::vector<Marker> markers;
@@ -107,12 +107,22 @@ inline std::vector<DistributionPlot> distributions(const DebugSession& session, 
             for (std::size_t s = 0; s < session.samples(); ++s) {
                 in.push_back(&fl[s][r.slot(c.input)]);
                 out.push_back(&qu[s][r.slot(c.output)]);
-                if (c.weight) break;  // weights are the same in every sample
+                if (!c.activation()) break;  // weights and biases are the same in every sample
             }
             double lo = 0, hi = 0;
             value_range(in, lo, hi);
-            p.kind = c.weight ? "weight" : "activation";
-            if (c.weight) {
+            if (c.bias) {  // both sets of values on one axis
+                double olo = 0, ohi = 0;
+                value_range(out, olo, ohi);
+                lo = std::min(lo, olo);
+                hi = std::max(hi, ohi);
+            }
+            p.kind = c.bias ? "bias" : c.weight ? "weight" : "activation";
+            if (c.bias) {
+                p.title = "bias " + c.input + ": float vs corrected values (bias_correction)";
+                p.histograms.push_back(make_histogram("float", in, lo, hi, bins));
+                p.histograms.push_back(make_histogram("corrected", out, lo, hi, bins));
+            } else if (c.weight) {
                 p.title = "weight " + c.input + ": float vs quantized values";
                 p.histograms.push_back(make_histogram("float", in, lo, hi, bins));
                 p.histograms.push_back(make_histogram("quantized", out, lo, hi, bins));
@@ -122,8 +132,10 @@ inline std::vector<DistributionPlot> distributions(const DebugSession& session, 
                 p.title = "activation " + c.input + " (" + std::to_string(c.params.bits) + "-bit): values and clipping range";
                 p.histograms.push_back(make_histogram("float", in, lo, hi, bins));
             }
-            p.markers.push_back({"clip min", clo});
-            p.markers.push_back({"clip max", chi});
+            if (!c.bias) {
+                p.markers.push_back({"clip min", clo});
+                p.markers.push_back({"clip max", chi});
+            }
         } else {
             const QuantizedNode& q = m.nodes()[std::size_t(ni)];
             p.kind = "node";
@@ -183,7 +195,7 @@ inline ChannelwiseDistribution channelwise_distribution(const DebugSession& sess
     d.name = name;
     d.axis = axis;
     d.tensor = ci >= 0 ? m.calibrations()[std::size_t(ci)].input : m.nodes()[std::size_t(ni)].output;
-    if (ci >= 0) {
+    if (ci >= 0 && !m.calibrations()[std::size_t(ci)].bias) {
         double lo = 0, hi = 0;
         detail::clip_range(m.calibrations()[std::size_t(ci)].params, lo, hi);
         d.markers = {{"clip min", lo}, {"clip max", hi}};

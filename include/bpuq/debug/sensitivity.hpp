@@ -90,7 +90,7 @@ inline std::vector<SensitivityRow> node_sensitivity(const DebugSession& session,
     } else {
         for (std::size_t c = 0; c < m.calibrations().size(); ++c) {
             const auto& cn = m.calibrations()[c];
-            if (cn.weight != (type == NodeType::weight)) continue;
+            if (cn.bias || cn.weight != (type == NodeType::weight)) continue;  // a corrected bias alone means nothing
             if (!wanted.empty() && !wanted.count(cn.name)) continue;
             SensitivityRow r;
             r.name = cn.name;

@@ -137,16 +137,42 @@ public:
         return average_stats(e);
     }
 
-    /// One experiment: `cfg` run from the float (or quantized) baseline of every sample.
+    /// One experiment: `cfg` run from the float (or quantized, or a given) baseline of every sample.
     struct Experiment {
         NodeConfig cfg;
         bool from_quantized = false;
         std::vector<std::size_t> watch;  ///< extra slots compared with the float run
+        /// A baseline of the caller's (runs_from_quantized()): re-run from these values, which
+        /// were computed under base_cfg. Takes precedence over from_quantized.
+        const std::vector<RunValues>* base_runs = nullptr;
+        const NodeConfig* base_cfg = nullptr;
     };
     struct Outcome {
         ErrorSummary output;               ///< the compared outputs
         std::vector<ErrorSummary> watched;  ///< one per Experiment::watch slot
     };
+
+    /// Every value of each sample's run under `cfg`, re-run from the fully quantized run: a
+    /// baseline for experiments that change a configuration step by step (Experiment::base_runs).
+    std::vector<RunValues> runs_from_quantized(const NodeConfig& cfg) const {
+        const auto& qu = quantized_runs();
+        std::vector<RunValues> r(samples_);
+        calib::for_each_sample(samples_, threads_, [&](int, std::size_t s, const graph::ExecContext& ctx) {
+            r[s] = runner_.rerun_all(qu[s], quant_cfg_, cfg, ctx);
+        });
+        return r;
+    }
+
+    /// Errors of the compared outputs of some runs (e.g. runs_from_quantized()) against float.
+    ErrorSummary output_errors(const std::vector<RunValues>& runs) const {
+        ErrorSummary e;
+        for (std::size_t s = 0; s < samples_; ++s) {
+            std::vector<Tensor> outs;
+            for (std::size_t slot : compared_) outs.push_back(runs[s][slot]);
+            e.per_sample.push_back(output_error(s, outs));
+        }
+        return e;
+    }
 
     /// Runs every experiment on every sample, in parallel over (experiment, sample) pairs.
     std::vector<Outcome> run(const std::vector<Experiment>& exps) const {
@@ -163,8 +189,9 @@ public:
             const Experiment& x = exps[e];
             std::vector<std::size_t> wanted = compared_;
             wanted.insert(wanted.end(), x.watch.begin(), x.watch.end());
-            const RunValues& base = x.from_quantized ? quant_[s] : fl[s];
-            const std::vector<Tensor> v = runner_.rerun(base, x.from_quantized ? quant_cfg_ : float_cfg_, x.cfg, wanted, ctx);
+            const RunValues& base = x.base_runs ? (*x.base_runs)[s] : x.from_quantized ? quant_[s] : fl[s];
+            const NodeConfig& base_cfg = x.base_runs ? *x.base_cfg : x.from_quantized ? quant_cfg_ : float_cfg_;
+            const std::vector<Tensor> v = runner_.rerun(base, base_cfg, x.cfg, wanted, ctx);
             out[e].output.per_sample[s] = output_error(s, std::vector<Tensor>(v.begin(), v.begin() + std::ptrdiff_t(compared_.size())));
             for (std::size_t k = 0; k < x.watch.size(); ++k) {
                 const Tensor& ref = fl[s][x.watch[k]];

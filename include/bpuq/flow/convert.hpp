@@ -476,7 +476,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     // ---- 5. calibrated and quantized (QDQ) models ----
     t0 = clock::now();
     log.line("[5/7] calibrated and quantized models");
-    graph::Graph calibrated = calib::make_calibrated_graph(quant_graph, plan, acts, weights, method, rounding);
+    graph::Graph calibrated = calib::make_calibrated_graph(optimized, plan, acts, weights, method, rounding, corrected);
     {
         const std::string path = prefix + "_calibrated_model.onnx";
         std::string bytes;

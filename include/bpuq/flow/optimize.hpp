@@ -1,8 +1,9 @@
 // The accuracy optimizer (SPEC §3, bpuq_optimize): given a target — the integer program's output
 // cosine against the float model, or top-1 on a labelled set within an allowed loss — searches the
 // cheapest configuration that reaches it, in the order SEED.md recommends: calibration method and
-// max_percentile; asymmetric and bias_correction; the fewest nodes raised to int16 (most sensitive
-// first, by the debug tool); last, the fewest tail nodes moved to the CPU. Every trial is a full
+// max_percentile; asymmetric and bias_correction; the fewest nodes raised to int16 (planned by the
+// debug tool: greedily, by each node's gain in the quantized model); last, the fewest tail nodes
+// moved to the CPU. Every trial is a full
 // bpuq_convert run of a config, so the chosen config reproduces its result through bpuq_convert.
 #pragma once
 
@@ -18,7 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "../debug/sensitivity.hpp"
+#include "../debug/int16_plan.hpp"
 #include "convert.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -41,9 +42,11 @@ struct OptimizeOptions {
     std::string work_dir = "optimize_work";  ///< every trial converts into a sub-folder
     int threads = 0;                         ///< 0 = all hardware threads
     std::size_t eval_samples = 50;           ///< calibration samples in each trial's output cosine
-    std::size_t sensitivity_samples = 10;    ///< samples for the int16 ranking (debug tool)
-    std::size_t max_int16 = 8;               ///< int16 nodes at most
-    std::size_t max_int16_tries = 16;        ///< sensitive nodes tried at most
+    /// Samples the int16 plan is estimated on (debug tool); 0 = the eval_samples the trials are
+    /// measured on (a few samples with low cosine dominate the mean: other samples mislead)
+    std::size_t sensitivity_samples = 0;
+    std::size_t max_int16 = 24;              ///< int16 nodes at most (the plan's length)
+    std::size_t max_int16_tries = 8;         ///< prefixes of the int16 plan converted at most (bisection)
     std::size_t max_cpu = 2;                 ///< tail nodes moved to the CPU at most (SEED.md: 1 or 2)
 };
 
@@ -79,10 +82,13 @@ inline Trial make_trial(std::string step, std::string change, nlohmann::json con
     return t;
 }
 
-/// Better = higher metric (top-1, then cosine as the tie-break).
+/// Better = meets the target when the other does not; among trials that meet it, the cheaper
+/// (fewer int16 and CPU nodes); else the higher metric (top-1, then cosine as the tie-break).
 inline bool better(const Trial& a, const Trial& b, bool top1) {
     if (!a.error.empty()) return false;
     if (!b.error.empty()) return true;
+    if (a.meets != b.meets) return a.meets;
+    if (a.meets && a.int16_nodes + a.cpu_nodes != b.int16_nodes + b.cpu_nodes) return a.int16_nodes + a.cpu_nodes < b.int16_nodes + b.cpu_nodes;
     if (top1 && a.top1 != b.top1) return a.top1 > b.top1;
     return a.cosine > b.cosine;
 }
@@ -323,9 +329,10 @@ inline OptimizeResult optimize(const nlohmann::json& base, const std::string& so
         }
     }
 
-    // ---- 3. int16 for the most sensitive nodes ----
+    // ---- 3. int16 for the nodes that help most ----
     if (!done() && base_cfg.int16_allowed()) {
-        log << "step 3: int16 for sensitive nodes (ranked by the debug tool on " << opt.sensitivity_samples << " samples)\n";
+        const std::size_t plan_samples = opt.sensitivity_samples ? opt.sensitivity_samples : opt.eval_samples;
+        log << "step 3: int16 nodes, planned with the debug tool on " << plan_samples << " samples\n";
         // the best config once more, with its calibration data dumped for the debug tool
         nlohmann::json j = trial_config(best().config, result.trials.size());
         j["model_parameters"]["working_dir"] = (fs::absolute(opt.work_dir) / "ranking").string();
@@ -336,22 +343,62 @@ inline OptimizeResult optimize(const nlohmann::json& base, const std::string& so
         const debug::CalibratedModel model(onnx_io::load_model(cr.artifacts.at("calibrated_model")));
         const io::CalibrationSet data = debug::open_debug_data((fs::path(cfg.working_dir) / "calibration_data").string(), model.graph());
         debug::DebugOptions dopt;
-        dopt.data_num = opt.sensitivity_samples;
+        dopt.data_num = plan_samples;
         dopt.threads = threads;
+        // a model whose output is a Softmax is planned on the Softmax's input (the logits): the
+        // softmax of a few uncertain samples swings with one-step rounding differences between the
+        // fake-quant model and the program, and the logits' error is what int16 nodes reduce
+        const graph::Graph& mg = model.graph();
+        if (mg.outputs.size() == 1)
+            for (const auto& n : mg.nodes)
+                if (n.op_type == "Softmax" && n.outputs.size() == 1 && n.outputs[0] == mg.outputs[0] && !n.inputs.empty())
+                    dopt.output_node = n.inputs[0];
         const debug::DebugSession session(model, data, dopt);
-        std::set<std::string> on_bpu;
-        for (const auto& n : cr.report.at("nodes"))
-            if (n.at("on") == "BPU") on_bpu.insert(n.at("node").get<std::string>());
-        std::vector<std::string> ranked;
-        for (const auto& r : debug::node_sensitivity(session, debug::NodeType::node))
-            if (r.output.cosine < 1.0 && on_bpu.count(r.name) && !best().config["model_parameters"].value("node_info", nlohmann::json::object()).contains(r.name))
-                ranked.push_back(r.name);
+        if (!dopt.output_node.empty()) log << "  planned on the logits '" << dopt.output_node << "' (the input of the output Softmax)\n";
+        const nlohmann::json from = best().config;
+        const nlohmann::json node_info = from["model_parameters"].value("node_info", nlohmann::json::object());
+        std::vector<std::string> candidates;
+        for (const auto& n : cr.report.at("nodes")) {
+            const std::string name = n.at("node").get<std::string>();
+            if (n.at("on") == "BPU" && !node_info.contains(name) && model.find_node(name) >= 0) candidates.push_back(name);
+        }
+        // the plan: up to max_int16 nodes chosen one at a time by their gain in the quantized model
+        // (a fake-quant estimate). The integer program rounds differently from the fake-quant model
+        // (one-step differences that spread through the graph), so a single node's measured gain is
+        // often below that noise: conversions verify prefixes of the plan instead of judging nodes
+        // one by one.
+        debug::Int16PlanOptions popt;
+        popt.target_cosine = 1.0;
+        popt.max_nodes = opt.max_int16;
+        const auto t0 = clock::now();
+        const debug::Int16Plan plan = candidates.empty() ? debug::Int16Plan{} : debug::int16_plan(session, candidates, popt);
+        log << "  plan (" << std::chrono::duration<double>(clock::now() - t0).count() << " s; estimated output cosine, start "
+            << plan.quantized.cosine << "):";
+        for (const auto& st : plan.steps) log << " +" << st.node << " " << st.output.cosine;
+        log << "\n";
+        // the shortest prefix that meets the target, by bisection (more int16 nodes are assumed
+        // not to hurt): the whole plan first — if it misses, no prefix is likely to meet it
+        auto try_prefix = [&](std::size_t k) {
+            nlohmann::json c = from;
+            std::string names;
+            for (std::size_t i = 0; i < k; ++i) {
+                c["model_parameters"]["node_info"][plan.steps[i].node] = {{"InputType", "int16"}};
+                names += (i ? ", " : "") + plan.steps[i].node;
+            }
+            return consider(detail::make_trial("int16", "node_info InputType int16 for " + std::to_string(k) + " node(s): " + names, c)).meets;
+        };
         std::size_t tries = 0;
-        for (const auto& name : ranked) {
-            if (done() || best().int16_nodes >= opt.max_int16 || tries++ >= opt.max_int16_tries) break;
-            nlohmann::json k = best().config;
-            k["model_parameters"]["node_info"][name] = {{"InputType", "int16"}};
-            consider(detail::make_trial("int16", "node_info " + name + ": InputType int16", k));
+        if (!plan.steps.empty() && opt.max_int16_tries > 0) {
+            ++tries;
+            if (try_prefix(plan.steps.size())) {
+                std::size_t lo = 1, hi = plan.steps.size();  // hi meets the target
+                while (lo < hi && tries < opt.max_int16_tries) {
+                    const std::size_t mid = (lo + hi) / 2;
+                    ++tries;
+                    if (try_prefix(mid)) hi = mid;
+                    else lo = mid + 1;
+                }
+            }
         }
     }
 

@@ -3,6 +3,9 @@
 // Calibration(X) = dequantize(quantize(X)) with the node's scales, zero points, bit width and
 // rounding (attributes), using the same arithmetic as the integer emulator (docs/ARITHMETIC.md).
 // Attribute `enabled` = 0 makes it an identity: the debug tool switches nodes off that way.
+// Kind "bias" (bias correction) has two inputs, the float model's bias and the corrected one, and
+// no quantization parameters: enabled it yields the corrected bias, disabled the original — so
+// switching a node's Calibration nodes off gives back the float model exactly.
 #pragma once
 
 #include <string>
@@ -51,6 +54,13 @@ inline void run_calibration(const Node& n, const std::vector<const Tensor*>& in,
                             std::int64_t) {
     const Tensor& x = need(n, in, 0);
     check_float(n, x, "input");
+    if (n.attr_string("kind", "activation") == "bias") {
+        const Tensor& corrected = need(n, in, 1);
+        check_float(n, corrected, "corrected bias");
+        BPUQ_CHECK(corrected.shape() == x.shape(), "graph.shape", n.describe() + ": the corrected bias has another shape than the bias");
+        out[0] = n.attr_int("enabled", 1) == 0 ? x : corrected;
+        return;
+    }
     if (n.attr_int("enabled", 1) == 0) {
         out[0] = x;
         return;
