@@ -28,6 +28,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "../context.hpp"
@@ -72,6 +74,20 @@ struct PackedConvWeights {
     std::vector<std::int32_t> dw_dwords;
 
     static constexpr int kBlock = 16;
+
+    /// Output-stage constants derived from a Requantization, kept across calls: a model calls a
+    /// layer with the same parameters every time. Entries are keyed by every value they depend
+    /// on, so a call with other parameters recomputes (and copies of the weights share it).
+    struct StageCache {
+        std::mutex mutex;
+        struct Entry {
+            std::vector<std::int64_t> key;
+            std::shared_ptr<const void> value;
+        };
+        Entry entries[4];
+        int next = 0;
+    };
+    std::shared_ptr<StageCache> stage_cache = std::make_shared<StageCache>();
 
     /// Packs OHWI weights (int8 or int16) with zero point `zp_w` (0 for symmetric weights; a
     /// MatMul's second activation may have one). Spatial input sizes of `g` are not used.
@@ -242,8 +258,148 @@ struct OutputConstants {
         high = clamp_value<std::int64_t>(std::numeric_limits<std::int32_t>::max(), lo, hi);
         zero_point = rq.zero_point;
         half_to_even = std::is_same<Round, RoundHalfToEven>::value;
+        prepare_fast<Round>(rq, groups, per_group, padded_per_group);
+    }
+
+    // ---- the cheap exact stage (docs/ARITHMETIC.md "the 32-bit output stage") ----
+    // out = ((hi32((clamp(x, xlo, xhi) << pre) * m0) + radd) >> rsh) + zp, every step on 32-bit
+    // lanes except the two vpmuldq. Used when every channel passes the checks of prepare_fast.
+    enum FastMode : int { kFastClamp = 1, kFastPreShift = 2, kFastZpApart = 4 };
+    bool fast = false;
+    int fast_mode = 0;  // kFast* bits
+    std::vector<std::int32_t> xlo, xhi, pre_shift, mul_even, mul_odd, round_add, round_shift;
+    std::int32_t out_lo = 0, out_hi = 0;  // [lo, hi] of the output (for kFastClamp)
+
+    /// Smallest int32 x with F(x) >= h, or INT32_MAX when there is none (F monotone).
+    template <class Round>
+    static std::int64_t first_at_least(const QuantizedMultiplier& qm, std::int64_t h) noexcept {
+        constexpr std::int64_t kMin = std::numeric_limits<std::int32_t>::min(), kMax = std::numeric_limits<std::int32_t>::max();
+        auto F = [&](std::int64_t x) { return multiply_by_quantized_multiplier<Round>(static_cast<std::int32_t>(x), qm); };
+        // F(x) >= h starts near x = (h - 1/2) 2^t / m0 (exact but for ties); then step exactly
+        const double est = (double(h) - 0.5) * std::ldexp(1.0, qm.total_right_shift()) / double(qm.multiplier);
+        std::int64_t x = est <= double(kMin) ? kMin : est >= double(kMax) ? kMax : static_cast<std::int64_t>(std::ceil(est));
+        while (x > kMin && F(x - 1) >= h) --x;
+        while (x < kMax && F(x) < h) ++x;
+        return x;
+    }
+    /// Largest int32 x with F(x) <= l, or INT32_MIN when there is none.
+    template <class Round>
+    static std::int64_t last_at_most(const QuantizedMultiplier& qm, std::int64_t l) noexcept {
+        constexpr std::int64_t kMin = std::numeric_limits<std::int32_t>::min(), kMax = std::numeric_limits<std::int32_t>::max();
+        auto F = [&](std::int64_t x) { return multiply_by_quantized_multiplier<Round>(static_cast<std::int32_t>(x), qm); };
+        const double est = (double(l) + 0.5) * std::ldexp(1.0, qm.total_right_shift()) / double(qm.multiplier);
+        std::int64_t x = est <= double(kMin) ? kMin : est >= double(kMax) ? kMax : static_cast<std::int64_t>(std::floor(est));
+        while (x < kMax && F(x + 1) <= l) ++x;
+        while (x > kMin && F(x) > l) --x;
+        return x;
+    }
+
+    template <class Round>
+    void prepare_fast(const Requantization& rq, int groups, int per_group, int padded_per_group) {
+        constexpr std::int64_t kMin = std::numeric_limits<std::int32_t>::min(), kMax = std::numeric_limits<std::int32_t>::max();
+        const std::size_t padded = bias.size();
+        xlo.assign(padded, 0);
+        xhi.assign(padded, 0);
+        pre_shift.assign(padded, 0);
+        mul_even.assign(padded, 0);
+        mul_odd.assign(padded, 0);
+        round_add.assign(padded, 0);
+        round_shift.assign(padded, 1);
+        std::vector<std::int64_t> ubound(padded, 0);
+        out_lo = rq.lo;
+        out_hi = rq.hi;
+        bool ok = true, clamp = false, pre = false, fold = true;
+        (void)groups;
+        for (std::size_t v = 0; v < padded && ok; ++v) {
+            const int grp = static_cast<int>(v / static_cast<std::size_t>(padded_per_group));
+            const int j = static_cast<int>(v % static_cast<std::size_t>(padded_per_group));
+            const std::size_t c = static_cast<std::size_t>(grp * per_group + std::min(j, per_group - 1));
+            const QuantizedMultiplier& qm = rq.multiplier(c);
+            const std::int64_t m0 = qm.multiplier;
+            int t = qm.total_right_shift();
+            if (m0 <= 0 || t < 1 || t > 62) {  // F == 0 (or a multiplier outside the normal form)
+                if (m0 != 0 || t < 1 || t > 62) { ok = false; break; }
+                xlo[v] = static_cast<std::int32_t>(kMin);
+                xhi[v] = static_cast<std::int32_t>(kMax);
+                round_shift[v] = 1;  // (0 + 1) >> 1 == 0
+                ubound[v] = 0;
+                if (0 < low || 0 > high) clamp = true;
+                mul_even[v] = 0;
+                continue;
+            }
+            // x outside [xlo, xhi] saturates exactly like xlo / xhi (F is monotone)
+            const std::int64_t lo_x = last_at_most<Round>(qm, low), hi_x = first_at_least<Round>(qm, high);
+            xlo[v] = static_cast<std::int32_t>(lo_x);
+            xhi[v] = static_cast<std::int32_t>(hi_x);
+            const std::int64_t least = std::min(lo_x, hi_x);  // min(max(x, xlo), xhi) lies in [least, xhi]
+            auto F = [&](std::int64_t x) { return multiply_by_quantized_multiplier<Round>(static_cast<std::int32_t>(x), qm); };
+            if (F(least) < low || F(hi_x) > high) clamp = true;
+            // a total shift below 33 is raised to 33 by shifting x left (exact while it fits int32)
+            const int a = std::max(0, 33 - t);
+            const std::int64_t X = std::max(std::abs(least), std::abs(hi_x));
+            if (a > 0 && (a >= 32 ? X != 0 : X > (kMax >> a))) { ok = false; break; }  // |x| << a must fit int32
+            if (a > 0) pre = true;
+            // no ties: x * m0 == 2^(t-1) (mod 2^t) needs v2(x) = t - 1 - v2(m0), impossible when
+            // every non-zero |x| in range is below 2^(t - 1 - v2(m0)). Without ties both policies
+            // round half up: floor((p + 2^(t-1)) / 2^t).
+            int v2m = 0;
+            while (((m0 >> v2m) & 1) == 0) ++v2m;
+            const int k = t - 1 - v2m;
+            if (!(k < 0 || k >= 32 || X < (std::int64_t(1) << k))) { ok = false; break; }
+            t += a;
+            pre_shift[v] = a;
+            mul_even[v] = static_cast<std::int32_t>(m0);
+            round_shift[v] = t - 32;
+            ubound[v] = ((X << a) * m0 >> 32) + 1;  // |hi32(p)| bound
+        }
+        if (!ok) return;
+        // the zero point joins the rounding constant when no lane can overflow
+        for (std::size_t v = 0; v < padded; ++v) {
+            const int s = round_shift[v];
+            const std::int64_t folded = ubound[v] + (std::int64_t(1) << (s - 1)) + std::abs(std::int64_t(zero_point)) * (std::int64_t(1) << s);
+            if (folded > kMax) fold = false;
+        }
+        for (std::size_t v = 0; v < padded; ++v) {
+            const int s = round_shift[v];
+            round_add[v] = static_cast<std::int32_t>((std::int64_t(1) << (s - 1)) + (fold ? std::int64_t(zero_point) << s : 0));
+            if (v % 2 == 1) mul_odd[v - 1] = mul_even[v];
+        }
+        fast = true;
+        fast_mode = (clamp ? kFastClamp : 0) | (pre ? kFastPreShift : 0) | (fold ? 0 : kFastZpApart);
     }
 };
+
+/// The OutputConstants of (rq, groups, per_group, padded_per_group, Round), from the weights'
+/// cache when an earlier call used the same values.
+template <class Round>
+inline std::shared_ptr<const OutputConstants> output_constants(const PackedConvWeights& w, const Requantization& rq,
+                                                               int groups, int per_group, int padded_per_group) {
+    std::vector<std::int64_t> key;
+    const std::size_t channels = static_cast<std::size_t>(groups) * static_cast<std::size_t>(per_group);
+    key.reserve(8 + 3 * channels);
+    key.insert(key.end(), {std::int64_t(std::is_same<Round, RoundHalfToEven>::value), groups, per_group, padded_per_group,
+                           rq.zero_point, rq.lo, rq.hi});
+    for (std::size_t c = 0; c < channels; ++c) {
+        const QuantizedMultiplier& qm = rq.multiplier(c);
+        key.push_back(rq.bias_of(c));
+        key.push_back((std::int64_t(qm.multiplier) << 8) ^ std::int64_t(qm.shift & 0xff));
+    }
+    PackedConvWeights::StageCache* cache = w.stage_cache.get();
+    if (cache) {
+        std::lock_guard<std::mutex> lock(cache->mutex);
+        for (const auto& e : cache->entries)
+            if (e.value && e.key == key) return std::static_pointer_cast<const OutputConstants>(e.value);
+    }
+    auto made = std::make_shared<const OutputConstants>(rq, groups, per_group, padded_per_group, Round{});
+    if (cache) {
+        std::lock_guard<std::mutex> lock(cache->mutex);
+        auto& e = cache->entries[cache->next];
+        cache->next = (cache->next + 1) % 4;
+        e.key = std::move(key);
+        e.value = made;
+    }
+    return made;
+}
 
 inline __m256i load256(const void* p) noexcept { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
@@ -397,9 +553,16 @@ struct OutputRegs16 {
     const std::int64_t* half;
     std::int64_t low, high;  // scalars, not registers: they must not compete with the tile's accumulators
     std::int32_t zero_point;
+    // the 32-bit stage (OutputConstants::prepare_fast)
+    const std::int32_t *xlo, *xhi, *pre_shift, *mul_even, *mul_odd, *round_add, *round_shift;
+    std::int32_t out_lo, out_hi;
+    int mode;  // 0..7: fast stage with OutputConstants::fast_mode bits; 8: 64-bit, half to even; 9: 64-bit, half away
     explicit OutputRegs16(const OutputConstants& k) noexcept
         : bias(k.bias.data()), multiplier(k.multiplier16.data()), shift(k.shift16.data()), half(k.half16.data()),
-          low(k.low), high(k.high), zero_point(k.zero_point) {}
+          low(k.low), high(k.high), zero_point(k.zero_point), xlo(k.xlo.data()), xhi(k.xhi.data()),
+          pre_shift(k.pre_shift.data()), mul_even(k.mul_even.data()), mul_odd(k.mul_odd.data()),
+          round_add(k.round_add.data()), round_shift(k.round_shift.data()), out_lo(k.out_lo), out_hi(k.out_hi),
+          mode(k.fast ? k.fast_mode : k.half_to_even ? 8 : 9) {}
 };
 
 /// The output stage on 16 int32 lanes (channels v0 .. v0 + 15) with AVX-512's 64-bit
@@ -424,6 +587,48 @@ inline __m512i output_stage16(__m512i acc, const OutputRegs16& k, int v0) noexce
     }
     return _mm512_add_epi32(_mm512_mask_blend_epi32(0xaaaa, r[0], _mm512_slli_epi64(r[1], 32)),
                             _mm512_set1_epi32(k.zero_point));
+}
+
+
+/// The 32-bit output stage on 16 lanes (exact when OutputConstants::prepare_fast accepted every
+/// channel; proof in docs/ARITHMETIC.md): clamp x so the result cannot leave [low, high] and
+/// cannot tie, two vpmuldq, the high dwords, one rounding shift on 32-bit lanes.
+template <int Mode>
+inline __m512i fast_stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+    __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(k.bias + v0));
+    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_loadu_si512(k.xlo + v0)), _mm512_loadu_si512(k.xhi + v0));
+    if (Mode & OutputConstants::kFastPreShift) x = _mm512_sllv_epi32(x, _mm512_loadu_si512(k.pre_shift + v0));
+    const __m512i e = _mm512_mul_epi32(x, _mm512_loadu_si512(k.mul_even + v0));
+    const __m512i o = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_loadu_si512(k.mul_odd + v0));
+    // high dwords: even lanes from e (moved down), odd lanes from o (already in place)
+    const __m512i u = _mm512_mask_shuffle_epi32(o, 0x5555, e, static_cast<_MM_PERM_ENUM>(_MM_SHUFFLE(3, 3, 1, 1)));
+    __m512i r = _mm512_srav_epi32(_mm512_add_epi32(u, _mm512_loadu_si512(k.round_add + v0)),
+                                  _mm512_loadu_si512(k.round_shift + v0));
+    if (Mode & OutputConstants::kFastZpApart) {
+        if (Mode & OutputConstants::kFastClamp)
+            r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(static_cast<std::int32_t>(k.low))),
+                                 _mm512_set1_epi32(static_cast<std::int32_t>(k.high)));
+        r = _mm512_add_epi32(r, _mm512_set1_epi32(k.zero_point));
+    } else if (Mode & OutputConstants::kFastClamp) {
+        r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(k.out_lo)), _mm512_set1_epi32(k.out_hi));
+    }
+    return r;
+}
+
+/// The output stage of 16 channels v0 .. v0 + 15, whichever form the constants allow.
+inline __m512i stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+    switch (k.mode) {
+        case 0: return fast_stage16<0>(acc, k, v0);
+        case 1: return fast_stage16<1>(acc, k, v0);
+        case 2: return fast_stage16<2>(acc, k, v0);
+        case 3: return fast_stage16<3>(acc, k, v0);
+        case 4: return fast_stage16<4>(acc, k, v0);
+        case 5: return fast_stage16<5>(acc, k, v0);
+        case 6: return fast_stage16<6>(acc, k, v0);
+        case 7: return fast_stage16<7>(acc, k, v0);
+        case 8: return output_stage16<true>(acc, k, v0);
+        default: return output_stage16<false>(acc, k, v0);
+    }
 }
 
 /// Stores `count` <= 16 int32 lanes as TOut with saturate_cast semantics (masked only for a tail:
@@ -552,8 +757,11 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
     const int oh = g.out_h(), ow = g.out_w();
     const int padded_per_group =
         w.depthwise ? (g.out_c + B - 1) / B * B : w.blocks_per_group * B;
-    const detail::OutputConstants k(rq, w.depthwise ? 1 : g.groups, w.depthwise ? g.out_c : g.out_c_per_group(),
-                                    padded_per_group, Round{});
+    // the generic output constants (AVX2 paths and int16 VNNI), made when a path needs them
+    auto generic_constants = [&]() {
+        return detail::output_constants<Round>(w, rq, w.depthwise ? 1 : g.groups,
+                                               w.depthwise ? g.out_c : g.out_c_per_group(), padded_per_group);
+    };
     // pairs per int32 partial in the wide path: 255 for int16 x int8, 1 for int16 x int16
     const int chunk_pairs = static_cast<int>(std::max<std::int64_t>(
         1, std::min<std::int64_t>(1 << 20, kInt32Max / std::max<std::int64_t>(1, 2 * max_abs_input * w.max_abs_weight))));
@@ -570,7 +778,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 static_cast<std::uint32_t>(std::int64_t(input_zero_point) * w.weight_sum[static_cast<std::size_t>(c)]));
         Requantization rq_dw = rq;
         rq_dw.bias = bias.data();
-        const detail::OutputConstants kd(rq_dw, 1, C, blocks * B, Round{});
+        const auto kd_ptr = detail::output_constants<Round>(w, rq_dw, 1, C, blocks * B);
+        const detail::OutputConstants& kd = *kd_ptr;
         std::vector<TIn> buf;
         int hp, wp;
         detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
@@ -580,7 +789,6 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
         parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
             const detail::OutputRegs16 kr(kd);
-            const bool half_even = kd.half_to_even;
             for (std::int64_t item = r0; item < r1; ++item) {
                 const std::int64_t r = item / blocks;
                 const int b = static_cast<int>(item % blocks);
@@ -600,8 +808,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                         acc = _mm512_dpwssd_epi32(acc, a, _mm512_loadu_si512(wv + t * B));
                     }
                     detail::store16_avx512(out + std::int64_t(ox) * g.out_c,
-                                           half_even ? detail::output_stage16<true>(acc, kr, c0)
-                                                     : detail::output_stage16<false>(acc, kr, c0),
+                                           detail::stage16(acc, kr, c0),
                                            count);
                 }
             }
@@ -611,6 +818,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
 #endif
     if (w.depthwise) {
         // ---- depthwise: 16 channels per step, taps in pairs interleaved for vpmaddwd ----
+        const auto k_ptr = generic_constants();
+        const detail::OutputConstants& k = *k_ptr;
         std::vector<std::int16_t> plain;
         int hp, wp;
         detail::pad_plain(g, input, std::int16_t(0), input_zero_point, plain, hp, wp);
@@ -670,7 +879,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 static_cast<std::uint32_t>(std::int64_t(input_zero_point + 128) * w.weight_sum[static_cast<std::size_t>(c)]));
         Requantization rq_u8 = rq;
         rq_u8.bias = bias.data();
-        const detail::OutputConstants k8(rq_u8, g.groups, g.out_c_per_group(), w.blocks32_per_group * 32, Round{});
+        const auto k8_ptr = detail::output_constants<Round>(w, rq_u8, g.groups, g.out_c_per_group(), w.blocks32_per_group * 32);
+        const detail::OutputConstants& k8 = *k8_ptr;
         std::vector<std::uint8_t> buf;
         int hp, wp, cs;
         detail::offset_and_pad_u8(g, input, input_zero_point, w.quads, buf, hp, wp, cs);
@@ -684,7 +894,6 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         const std::size_t block_weights = static_cast<std::size_t>(taps) * quads * 128;
         parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
             const detail::OutputRegs16 kr(k8);
-            const bool half_even = k8.half_to_even;
             for (std::int64_t item = i0; item < i1; ++item) {
                 const std::int64_t row = item / blocks;
                 const int blk = static_cast<int>(item % blocks);
@@ -716,8 +925,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                         for (int h = 0; h < 2 && 16 * h < count; ++h) {
                             const int vc = v0 + 16 * h, cnt = std::min(16, count - 16 * h);
                             detail::store16_avx512(o + 16 * h,
-                                                   half_even ? detail::output_stage16<true>(acc[m][h], kr, vc)
-                                                             : detail::output_stage16<false>(acc[m][h], kr, vc),
+                                                   detail::stage16(acc[m][h], kr, vc),
                                                    cnt);
                         }
                     }
@@ -750,6 +958,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             chunk_start.push_back(w.taps);
         }
         if (splittable) {
+            const auto k_ptr = generic_constants();
+            const detail::OutputConstants& k = *k_ptr;
             const bool single_chunk = chunk_start.size() == 2 && !wide;
             std::vector<std::int16_t> buf;
             int hp, wp, cs;
@@ -765,7 +975,6 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
             parallel_for(ctx, std::int64_t(g.batch) * oh * items_per_row, [&](std::int64_t i0, std::int64_t i1) {
                 const detail::OutputRegs16 kr(k);
-                const bool half_even = k.half_to_even;
                 std::vector<std::int64_t> sums(8 * 32);
                 for (std::int64_t item = i0; item < i1; ++item) {
                     const std::int64_t row = item / items_per_row;
@@ -821,9 +1030,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                                     }
                                     v = _mm512_load_si512(narrow);
                                 }
-                                detail::store16_avx512(o, half_even ? detail::output_stage16<true>(v, kr, v0)
-                                                                    : detail::output_stage16<false>(v, kr, v0),
-                                                       count);
+                                detail::store16_avx512(o, detail::stage16(v, kr, v0), count);
                             }
                     }
                 }
@@ -834,6 +1041,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
 #endif
 
     // ---- dense / grouped ----
+    const auto k_ptr = generic_constants();
+    const detail::OutputConstants& k = *k_ptr;
     std::vector<std::int16_t> buf;
     int hp, wp, cs;
     detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
@@ -959,6 +1168,46 @@ inline void gemm(const KernelContext& ctx, const GemmGeometry& gg, const TA* a, 
                "gemm N " + std::to_string(gg.n) + ", K " + std::to_string(gg.k) + ": the packed weights were made for " +
                    b.geometry.to_string());
     conv2d<Arch, Round>(ctx, g, a, zp_a, b, rq, c);
+}
+
+/// The output stage of conv2d / gemm alone, on `pixels` rows of `channels` int32 accumulators
+/// (row-major): out[p][c] = requantize_output(acc[p][c], rq, c). Equals the reference bit for bit;
+/// it is the same vector code the AVX-512 convolutions run, exposed for tests and callers with
+/// their own accumulators.
+template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TOut>
+inline void requantize_accumulators(const std::int32_t* acc, std::int64_t pixels, int channels, const Requantization& rq,
+                                    TOut* out) {
+    static_assert(is_output_type<TOut>, "bpuq: the output stage writes int8, int16 or int32");
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    if constexpr (simd_level<Arch> == Level::avx512_vnni) {
+        const int padded = (channels + 15) / 16 * 16;
+        const detail::OutputConstants k(rq, 1, channels, padded, Round{});
+        const detail::OutputRegs16 kr(k);
+        for (std::int64_t p = 0; p < pixels; ++p)
+            for (int c0 = 0; c0 < channels; c0 += 16) {
+                const int count = std::min(16, channels - c0);
+                const __m512i v = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << count) - 1u), acc + p * channels + c0);
+                detail::store16_avx512(out + p * channels + c0, detail::stage16(v, kr, c0), count);
+            }
+        return;
+    }
+#endif
+    for (std::int64_t p = 0; p < pixels; ++p)
+        for (int c = 0; c < channels; ++c)
+            out[p * channels + c] = requantize_output<TOut, Round>(acc[p * channels + c], rq, static_cast<std::size_t>(c));
+}
+
+/// Whether the 32-bit output stage (docs/ARITHMETIC.md) applies to these parameters on the
+/// AVX-512 paths (false: the 64-bit stage runs; both are exact). For tests and benchmarks.
+template <class Round = RoundHalfAwayFromZero>
+inline bool fast_output_stage_applies(const Requantization& rq, int channels) {
+#if BPUQ_SIMD_HAS_AVX2
+    return detail::OutputConstants(rq, 1, channels, (channels + 15) / 16 * 16, Round{}).fast;
+#else
+    (void)rq;
+    (void)channels;
+    return false;
+#endif
 }
 
 }  // namespace simd
