@@ -660,6 +660,16 @@ inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::in
     const int cig = g.in_c_per_group();
     cstride = g.groups * 4 * quads;
     buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride + 64, static_cast<std::uint8_t>(zp + 128));
+    if (g.groups == 1 && cstride == g.in_c) {  // rows are contiguous in both: one long loop per row
+        const std::int64_t row = std::int64_t(g.in_w) * g.in_c;
+        for (int n = 0; n < g.batch; ++n)
+            for (int y = 0; y < g.in_h; ++y) {
+                const TIn* src = input + (std::int64_t(n) * g.in_h + y) * row;
+                std::uint8_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + g.pad_left) * cstride;
+                for (std::int64_t i = 0; i < row; ++i) dst[i] = static_cast<std::uint8_t>(static_cast<std::uint8_t>(src[i]) ^ 0x80u);
+            }
+        return;
+    }
     for (int n = 0; n < g.batch; ++n)
         for (int y = 0; y < g.in_h; ++y)
             for (int x = 0; x < g.in_w; ++x) {
@@ -768,48 +778,143 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
 
 #if BPUQ_SIMD_HAS_AVX512_VNNI
     if (w.depthwise && simd_level<Arch> == Level::avx512_vnni) {
-        // ---- depthwise, AVX-512 VNNI: 16 channels per vpdpwssd on sign-extended activations;
-        //      int8 keeps the raw q (padding = zp) and removes zp * sum w through the bias ----
+        if (sizeof(TIn) == 1) {
+            // ---- depthwise, AVX-512 VNNI, int8: the raw q sign-extended at each tap (vpmovsxbd from
+            //      memory costs what a load costs), padding = zp, zp * sum w removed through the bias;
+            //      four output pixels share each weight register ----
+            const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
+            std::vector<std::int32_t> bias(static_cast<std::size_t>(C));
+            for (int c = 0; c < C; ++c)
+                bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
+                    static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
+                    static_cast<std::uint32_t>(std::int64_t(input_zero_point) * w.weight_sum[static_cast<std::size_t>(c)]));
+            Requantization rq_dw = rq;
+            rq_dw.bias = bias.data();
+            const auto kd_ptr = detail::output_constants<Round>(w, rq_dw, 1, C, blocks * B);
+            const detail::OutputConstants& kd = *kd_ptr;
+            std::vector<TIn> buf;
+            int hp, wp;
+            detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
+            std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+            for (int t = 0; t < taps; ++t)
+                tap_off[static_cast<std::size_t>(t)] =
+                    (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
+            const std::ptrdiff_t ps = std::ptrdiff_t(g.stride_w) * C;
+            auto widen = [](const TIn* p) {
+                return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+            };
+            parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
+                const detail::OutputRegs16 kr(kd);
+                for (std::int64_t item = r0; item < r1; ++item) {
+                    const std::int64_t r = item / blocks;
+                    const int b = static_cast<int>(item % blocks);
+                    const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
+                    const int c0 = b * B, count = std::min(B, C - c0);
+                    const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
+                    const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
+                    TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                    int ox = 0;
+                    for (; ox + 4 <= ow; ox += 4) {
+                        const TIn* origin = row + std::ptrdiff_t(ox) * ps;
+                        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                        for (int t = 0; t < taps; ++t) {
+                            const __m512i wt = _mm512_loadu_si512(wv + t * B);
+                            const TIn* p = origin + tap_off[static_cast<std::size_t>(t)];
+                            a0 = _mm512_dpwssd_epi32(a0, widen(p), wt);
+                            a1 = _mm512_dpwssd_epi32(a1, widen(p + ps), wt);
+                            a2 = _mm512_dpwssd_epi32(a2, widen(p + 2 * ps), wt);
+                            a3 = _mm512_dpwssd_epi32(a3, widen(p + 3 * ps), wt);
+                        }
+                        detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(a0, kr, c0), count);
+                        detail::store16_avx512(out + std::int64_t(ox + 1) * g.out_c, detail::stage16(a1, kr, c0), count);
+                        detail::store16_avx512(out + std::int64_t(ox + 2) * g.out_c, detail::stage16(a2, kr, c0), count);
+                        detail::store16_avx512(out + std::int64_t(ox + 3) * g.out_c, detail::stage16(a3, kr, c0), count);
+                    }
+                    for (; ox < ow; ++ox) {
+                        const TIn* origin = row + std::ptrdiff_t(ox) * ps;
+                        __m512i acc = _mm512_setzero_si512();
+                        for (int t = 0; t < taps; ++t)
+                            acc = _mm512_dpwssd_epi32(acc, widen(origin + tap_off[static_cast<std::size_t>(t)]),
+                                                      _mm512_loadu_si512(wv + t * B));
+                        detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(acc, kr, c0), count);
+                    }
+                }
+            });
+            return;
+        }
+        // ---- depthwise, AVX-512 VNNI, int16: per work item (output row, 16 channels) the kernel_h input
+        //      rows it reads are widened once to int32 (q - zp; padding 0) in a small per-thread
+        //      buffer [kernel_h][padded width][16], so each tap is one vpdpwssd with a memory
+        //      operand against weights packed as dwords (w, 0): the low word of (q - zp) times w,
+        //      the high word (sign bits) times 0. Four output pixels share each weight load. ----
         const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
-        std::vector<std::int32_t> bias(static_cast<std::size_t>(C));
-        for (int c = 0; c < C; ++c)
-            bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
-                static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
-                static_cast<std::uint32_t>(std::int64_t(input_zero_point) * w.weight_sum[static_cast<std::size_t>(c)]));
-        Requantization rq_dw = rq;
-        rq_dw.bias = bias.data();
-        const auto kd_ptr = detail::output_constants<Round>(w, rq_dw, 1, C, blocks * B);
+        const auto kd_ptr = generic_constants();
         const detail::OutputConstants& kd = *kd_ptr;
-        std::vector<TIn> buf;
-        int hp, wp;
-        detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
+        const int kh = g.kernel_h, kw = g.kernel_w;
+        const int wp = g.in_w + g.pad_left + g.pad_right;
         std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
         for (int t = 0; t < taps; ++t)
-            tap_off[static_cast<std::size_t>(t)] =
-                (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
+            tap_off[static_cast<std::size_t>(t)] = (std::ptrdiff_t(t / kw) * wp + std::ptrdiff_t(t % kw) * g.dilation_w) * B;
+        const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * B;
         parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
             const detail::OutputRegs16 kr(kd);
+            std::vector<std::int32_t> local(static_cast<std::size_t>(kh) * wp * B + B);
+            const __m512i zp = _mm512_set1_epi32(input_zero_point);
             for (std::int64_t item = r0; item < r1; ++item) {
                 const std::int64_t r = item / blocks;
                 const int b = static_cast<int>(item % blocks);
                 const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
                 const int c0 = b * B, count = std::min(B, C - c0);
-                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
-                const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
-                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
-                for (int ox = 0; ox < ow; ++ox) {
-                    const TIn* origin = row + std::ptrdiff_t(ox) * g.stride_w * C;
-                    __m512i acc = _mm512_setzero_si512();
-                    for (int t = 0; t < taps; ++t) {
-                        const TIn* src = origin + tap_off[static_cast<std::size_t>(t)];
-                        const __m512i a =
-                            sizeof(TIn) == 1 ? _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)))
-                                             : _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
-                        acc = _mm512_dpwssd_epi32(acc, a, _mm512_loadu_si512(wv + t * B));
+                const __mmask16 lanes = static_cast<__mmask16>((1u << count) - 1u);
+                for (int ky = 0; ky < kh; ++ky) {
+                    std::int32_t* dst = local.data() + static_cast<std::size_t>(ky) * wp * B;
+                    const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+                    if (iy < 0 || iy >= g.in_h) {
+                        std::memset(dst, 0, static_cast<std::size_t>(wp) * B * sizeof(std::int32_t));
+                        continue;
                     }
-                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c,
-                                           detail::stage16(acc, kr, c0),
-                                           count);
+                    std::memset(dst, 0, static_cast<std::size_t>(g.pad_left) * B * sizeof(std::int32_t));
+                    std::memset(dst + std::ptrdiff_t(g.pad_left + g.in_w) * B, 0,
+                                static_cast<std::size_t>(g.pad_right) * B * sizeof(std::int32_t));
+                    const TIn* src = input + (std::int64_t(n) * g.in_h + iy) * g.in_w * C + c0;
+                    std::int32_t* d = dst + std::ptrdiff_t(g.pad_left) * B;
+                    for (int ix = 0; ix < g.in_w; ++ix, src += C, d += B) {
+                        __m512i a;
+                        if (sizeof(TIn) == 1)
+                            a = _mm512_cvtepi8_epi32(count == B ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src))
+                                                                : _mm_maskz_loadu_epi8(lanes, src));
+                        else
+                            a = _mm512_cvtepi16_epi32(count == B ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
+                                                                 : _mm256_maskz_loadu_epi16(lanes, src));
+                        _mm512_storeu_si512(d, _mm512_sub_epi32(a, zp));
+                    }
+                }
+                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
+                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                int ox = 0;
+                for (; ox + 4 <= ow; ox += 4) {
+                    const std::int32_t* origin = local.data() + std::ptrdiff_t(ox) * pixel_stride;
+                    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                    for (int t = 0; t < taps; ++t) {
+                        const __m512i wt = _mm512_loadu_si512(wv + t * B);
+                        const std::int32_t* p = origin + tap_off[static_cast<std::size_t>(t)];
+                        a0 = _mm512_dpwssd_epi32(a0, _mm512_loadu_si512(p), wt);
+                        a1 = _mm512_dpwssd_epi32(a1, _mm512_loadu_si512(p + pixel_stride), wt);
+                        a2 = _mm512_dpwssd_epi32(a2, _mm512_loadu_si512(p + 2 * pixel_stride), wt);
+                        a3 = _mm512_dpwssd_epi32(a3, _mm512_loadu_si512(p + 3 * pixel_stride), wt);
+                    }
+                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(a0, kr, c0), count);
+                    detail::store16_avx512(out + std::int64_t(ox + 1) * g.out_c, detail::stage16(a1, kr, c0), count);
+                    detail::store16_avx512(out + std::int64_t(ox + 2) * g.out_c, detail::stage16(a2, kr, c0), count);
+                    detail::store16_avx512(out + std::int64_t(ox + 3) * g.out_c, detail::stage16(a3, kr, c0), count);
+                }
+                for (; ox < ow; ++ox) {
+                    const std::int32_t* origin = local.data() + std::ptrdiff_t(ox) * pixel_stride;
+                    __m512i acc = _mm512_setzero_si512();
+                    for (int t = 0; t < taps; ++t)
+                        acc = _mm512_dpwssd_epi32(acc, _mm512_loadu_si512(origin + tap_off[static_cast<std::size_t>(t)]),
+                                                  _mm512_loadu_si512(wv + t * B));
+                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(acc, kr, c0), count);
                 }
             }
         });
