@@ -45,6 +45,11 @@
 #else
 #define BPUQ_TILE_NOINLINE
 #endif
+#if defined(__GNUC__) || defined(__clang__)
+#define BPUQ_STAGE_INLINE inline __attribute__((always_inline))
+#else
+#define BPUQ_STAGE_INLINE inline
+#endif
 
 BPUQ_NAMESPACE_BEGIN
 namespace simd {
@@ -268,6 +273,8 @@ struct OutputConstants {
     bool fast = false;
     int fast_mode = 0;  // kFast* bits
     std::vector<std::int32_t> xlo, xhi, pre_shift, mul_even, mul_odd, round_add, round_shift;
+    // per 16 channels: bias, xlo, xhi, pre_shift, mul_even, mul_odd, round_add, round_shift (16 each)
+    std::vector<std::int32_t> fast_block;
     std::int32_t out_lo = 0, out_hi = 0;  // [lo, hi] of the output (for kFastClamp)
 
     /// Smallest int32 x with F(x) >= h, or INT32_MAX when there is none (F monotone).
@@ -363,6 +370,19 @@ struct OutputConstants {
             const int s = round_shift[v];
             round_add[v] = static_cast<std::int32_t>((std::int64_t(1) << (s - 1)) + (fold ? std::int64_t(zero_point) << s : 0));
             if (v % 2 == 1) mul_odd[v - 1] = mul_even[v];
+        }
+        // one 512-byte record per 16 channels, so the vector stage addresses everything from one pointer
+        fast_block.assign(padded / 16 * 128, 0);
+        for (std::size_t v = 0; v < padded; ++v) {
+            std::int32_t* r = &fast_block[v / 16 * 128 + v % 16];
+            r[0] = bias[v];
+            r[16] = xlo[v];
+            r[32] = xhi[v];
+            r[48] = pre_shift[v];
+            r[64] = mul_even[v];
+            r[80] = mul_odd[v];
+            r[96] = round_add[v];
+            r[112] = round_shift[v];
         }
         fast = true;
         fast_mode = (clamp ? kFastClamp : 0) | (pre ? kFastPreShift : 0) | (fold ? 0 : kFastZpApart);
@@ -554,14 +574,12 @@ struct OutputRegs16 {
     std::int64_t low, high;  // scalars, not registers: they must not compete with the tile's accumulators
     std::int32_t zero_point;
     // the 32-bit stage (OutputConstants::prepare_fast)
-    const std::int32_t *xlo, *xhi, *pre_shift, *mul_even, *mul_odd, *round_add, *round_shift;
+    const std::int32_t* fast_block;
     std::int32_t out_lo, out_hi;
     int mode;  // 0..7: fast stage with OutputConstants::fast_mode bits; 8: 64-bit, half to even; 9: 64-bit, half away
     explicit OutputRegs16(const OutputConstants& k) noexcept
         : bias(k.bias.data()), multiplier(k.multiplier16.data()), shift(k.shift16.data()), half(k.half16.data()),
-          low(k.low), high(k.high), zero_point(k.zero_point), xlo(k.xlo.data()), xhi(k.xhi.data()),
-          pre_shift(k.pre_shift.data()), mul_even(k.mul_even.data()), mul_odd(k.mul_odd.data()),
-          round_add(k.round_add.data()), round_shift(k.round_shift.data()), out_lo(k.out_lo), out_hi(k.out_hi),
+          low(k.low), high(k.high), zero_point(k.zero_point), fast_block(k.fast_block.data()), out_lo(k.out_lo), out_hi(k.out_hi),
           mode(k.fast ? k.fast_mode : k.half_to_even ? 8 : 9) {}
 };
 
@@ -594,16 +612,16 @@ inline __m512i output_stage16(__m512i acc, const OutputRegs16& k, int v0) noexce
 /// channel; proof in docs/ARITHMETIC.md): clamp x so the result cannot leave [low, high] and
 /// cannot tie, two vpmuldq, the high dwords, one rounding shift on 32-bit lanes.
 template <int Mode>
-inline __m512i fast_stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
-    __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(k.bias + v0));
-    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_loadu_si512(k.xlo + v0)), _mm512_loadu_si512(k.xhi + v0));
-    if (Mode & OutputConstants::kFastPreShift) x = _mm512_sllv_epi32(x, _mm512_loadu_si512(k.pre_shift + v0));
-    const __m512i e = _mm512_mul_epi32(x, _mm512_loadu_si512(k.mul_even + v0));
-    const __m512i o = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_loadu_si512(k.mul_odd + v0));
+BPUQ_STAGE_INLINE __m512i fast_stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+    const std::int32_t* q = k.fast_block + std::ptrdiff_t(v0) * 8;  // the record of channels v0 .. v0 + 15
+    __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(q));
+    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_loadu_si512(q + 16)), _mm512_loadu_si512(q + 32));
+    if (Mode & OutputConstants::kFastPreShift) x = _mm512_sllv_epi32(x, _mm512_loadu_si512(q + 48));
+    const __m512i e = _mm512_mul_epi32(x, _mm512_loadu_si512(q + 64));
+    const __m512i o = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_loadu_si512(q + 80));
     // high dwords: even lanes from e (moved down), odd lanes from o (already in place)
     const __m512i u = _mm512_mask_shuffle_epi32(o, 0x5555, e, static_cast<_MM_PERM_ENUM>(_MM_SHUFFLE(3, 3, 1, 1)));
-    __m512i r = _mm512_srav_epi32(_mm512_add_epi32(u, _mm512_loadu_si512(k.round_add + v0)),
-                                  _mm512_loadu_si512(k.round_shift + v0));
+    __m512i r = _mm512_srav_epi32(_mm512_add_epi32(u, _mm512_loadu_si512(q + 96)), _mm512_loadu_si512(q + 112));
     if (Mode & OutputConstants::kFastZpApart) {
         if (Mode & OutputConstants::kFastClamp)
             r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(static_cast<std::int32_t>(k.low))),
@@ -615,10 +633,9 @@ inline __m512i fast_stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept
     return r;
 }
 
-/// The output stage of 16 channels v0 .. v0 + 15, whichever form the constants allow.
-inline __m512i stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+/// The less common forms of the stage, out of line (they would bloat every tile loop).
+BPUQ_TILE_NOINLINE inline __m512i stage16_other(__m512i acc, const OutputRegs16& k, int v0) noexcept {
     switch (k.mode) {
-        case 0: return fast_stage16<0>(acc, k, v0);
         case 1: return fast_stage16<1>(acc, k, v0);
         case 2: return fast_stage16<2>(acc, k, v0);
         case 3: return fast_stage16<3>(acc, k, v0);
@@ -629,6 +646,13 @@ inline __m512i stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
         case 8: return output_stage16<true>(acc, k, v0);
         default: return output_stage16<false>(acc, k, v0);
     }
+}
+
+/// The output stage of 16 channels v0 .. v0 + 15 (v0 a multiple of 16), whichever form the
+/// constants allow; the common one (no final clamp, no pre-shift, zero point folded) inline.
+BPUQ_STAGE_INLINE __m512i stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+    if (k.mode == 0) return fast_stage16<0>(acc, k, v0);
+    return stage16_other(acc, k, v0);
 }
 
 /// Stores `count` <= 16 int32 lanes as TOut with saturate_cast semantics (masked only for a tail:
