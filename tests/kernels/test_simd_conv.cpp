@@ -3,10 +3,15 @@
 
 #include <bpuq/kernels.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <random>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "test_support.hpp"
@@ -376,6 +381,58 @@ TEST_CASE_TEMPLATE("simd output stage equals the reference for every multiplier,
     check_output_stage<Arch, RoundHalfAwayFromZero, std::int8_t>(reps / 4, true);
     check_output_stage<Arch, RoundHalfToEven, std::int8_t>(reps / 4, true);
     check_output_stage<Arch, RoundHalfAwayFromZero, std::int16_t>(reps / 4, true);
+}
+
+TEST_CASE("kernel thread pool: parallel_for reuses its workers, covers every index once, nests and rethrows") {
+    const KernelContext ctx = KernelContext::with_threads(3);
+    REQUIRE(ctx.pool);
+    CHECK(ctx.pool->size() == 3);
+    std::vector<std::thread::id> ids;
+    std::mutex ids_mutex;
+    for (int rep = 0; rep < 2000; ++rep) {
+        const std::int64_t n = rep % 7;
+        std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+        parallel_for(ctx, n, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t i = b; i < e; ++i) hits[static_cast<std::size_t>(i)].fetch_add(1);
+            std::lock_guard<std::mutex> lock(ids_mutex);
+            if (std::find(ids.begin(), ids.end(), std::this_thread::get_id()) == ids.end())
+                ids.push_back(std::this_thread::get_id());
+        });
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+    }
+    CHECK(ids.size() <= 3);  // the caller and the two workers, never a thread per call
+    // nested: the inner loop finds the pool busy and runs on the calling thread
+    std::atomic<int> inner{0};
+    parallel_for(ctx, 3, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t i = b; i < e; ++i)
+            parallel_for(ctx, 5, [&](std::int64_t b2, std::int64_t e2) { inner.fetch_add(static_cast<int>(e2 - b2)); });
+    });
+    CHECK(inner.load() == 15);
+    // concurrent callers sharing one context
+    std::atomic<int> total{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 3; ++t)
+        callers.emplace_back([&] {
+            for (int rep = 0; rep < 300; ++rep)
+                parallel_for(ctx, 4, [&](std::int64_t b, std::int64_t e) { total.fetch_add(static_cast<int>(e - b)); });
+        });
+    for (auto& c : callers) c.join();
+    CHECK(total.load() == 3 * 300 * 4);
+    // an exception in a worker's range reaches the caller, and the pool keeps working
+    CHECK_THROWS_AS(parallel_for(ctx, 3,
+                                 [&](std::int64_t b, std::int64_t) {
+                                     if (b == 2) throw std::runtime_error("range 2");
+                                 }),
+                    std::runtime_error);
+    std::atomic<int> after{0};
+    parallel_for(ctx, 3, [&](std::int64_t b, std::int64_t e) { after.fetch_add(static_cast<int>(e - b)); });
+    CHECK(after.load() == 3);
+    // a hand-made context without a pool still splits (threads per call)
+    KernelContext manual;
+    manual.threads = 2;
+    std::atomic<int> m{0};
+    parallel_for(manual, 10, [&](std::int64_t b, std::int64_t e) { m.fetch_add(static_cast<int>(e - b)); });
+    CHECK(m.load() == 10);
 }
 
 TEST_CASE("simd conv2d rejects weights packed for another geometry") {
