@@ -448,6 +448,47 @@ inline __m256i output_stage8(__m256i acc, const OutputConstants& k, int c0) noex
                             _mm256_set1_epi32(k.zero_point));
 }
 
+/// The 32-bit output stage on 8 lanes (AVX2; the same steps and proof as fast_stage16).
+template <int Mode>
+BPUQ_STAGE_INLINE __m256i fast_stage8(__m256i acc, const OutputConstants& k, int c0) noexcept {
+    const std::int32_t* q = k.fast_block.data() + static_cast<std::ptrdiff_t>(c0 / 16) * 128 + c0 % 16;
+    __m256i x = _mm256_add_epi32(acc, load256(q));
+    x = _mm256_min_epi32(_mm256_max_epi32(x, load256(q + 16)), load256(q + 32));
+    if (Mode & OutputConstants::kFastPreShift) x = _mm256_sllv_epi32(x, load256(q + 48));
+    const __m256i e = _mm256_mul_epi32(x, load256(q + 64));
+    const __m256i o = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), load256(q + 80));
+    const __m256i u = _mm256_blend_epi32(_mm256_srli_epi64(e, 32), o, 0xaa);  // the high dwords
+    __m256i r = _mm256_srav_epi32(_mm256_add_epi32(u, load256(q + 96)), load256(q + 112));
+    if (Mode & OutputConstants::kFastZpApart) {
+        if (Mode & OutputConstants::kFastClamp)
+            r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(static_cast<std::int32_t>(k.low))),
+                                 _mm256_set1_epi32(static_cast<std::int32_t>(k.high)));
+        r = _mm256_add_epi32(r, _mm256_set1_epi32(k.zero_point));
+    } else if (Mode & OutputConstants::kFastClamp) {
+        r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(k.out_lo)), _mm256_set1_epi32(k.out_hi));
+    }
+    return r;
+}
+
+BPUQ_TILE_NOINLINE inline __m256i stage8_other(__m256i acc, const OutputConstants& k, int c0) noexcept {
+    if (!k.fast) return k.half_to_even ? output_stage8<true>(acc, k, c0) : output_stage8<false>(acc, k, c0);
+    switch (k.fast_mode) {
+        case 1: return fast_stage8<1>(acc, k, c0);
+        case 2: return fast_stage8<2>(acc, k, c0);
+        case 3: return fast_stage8<3>(acc, k, c0);
+        case 4: return fast_stage8<4>(acc, k, c0);
+        case 5: return fast_stage8<5>(acc, k, c0);
+        case 6: return fast_stage8<6>(acc, k, c0);
+        default: return fast_stage8<7>(acc, k, c0);
+    }
+}
+
+/// The output stage of channels c0 .. c0 + 7 (c0 a multiple of 8) in whichever exact form applies.
+BPUQ_STAGE_INLINE __m256i stage8(__m256i acc, const OutputConstants& k, int c0) noexcept {
+    if (k.fast && k.fast_mode == 0) return fast_stage8<0>(acc, k, c0);
+    return stage8_other(acc, k, c0);
+}
+
 /// Stores 16 int32 lanes (already within [lo, hi]) as TOut with saturate_cast semantics.
 template <class TOut>
 inline void store16(TOut* out, __m256i a, __m256i b, int count) noexcept {
@@ -983,12 +1024,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                             acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, detail::load256(wt + 16)));
                         }
                         TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + c0;
-                        if (k.half_to_even)
-                            detail::store16(out, detail::output_stage8<true>(acc0, k, c0),
-                                            detail::output_stage8<true>(acc1, k, c0 + 8), count);
-                        else
-                            detail::store16(out, detail::output_stage8<false>(acc0, k, c0),
-                                            detail::output_stage8<false>(acc1, k, c0 + 8), count);
+                        detail::store16(out, detail::stage8(acc0, k, c0),
+                                            detail::stage8(acc1, k, c0 + 8), count);
                     }
                 }
             }
@@ -1215,12 +1252,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 if (!wide) {
                     run(tap_off.data(), taps, 0, cpairs, wb);
                     for (int m = 0; m < mr; ++m) {
-                        if (k.half_to_even)
-                            detail::store16(out + std::int64_t(m) * g.out_c, detail::output_stage8<true>(acc[m][0], k, v0),
-                                            detail::output_stage8<true>(acc[m][1], k, v0 + 8), count);
-                        else
-                            detail::store16(out + std::int64_t(m) * g.out_c, detail::output_stage8<false>(acc[m][0], k, v0),
-                                            detail::output_stage8<false>(acc[m][1], k, v0 + 8), count);
+                        detail::store16(out + std::int64_t(m) * g.out_c, detail::stage8(acc[m][0], k, v0),
+                                            detail::stage8(acc[m][1], k, v0 + 8), count);
                     }
                     continue;
                 }
@@ -1269,10 +1302,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     TOut* o = out + std::int64_t(m) * g.out_c;
                     if (fits) {
                         const __m256i a0 = detail::load256(narrow), a1 = detail::load256(narrow + 8);
-                        if (k.half_to_even)
-                            detail::store16(o, detail::output_stage8<true>(a0, k, v0), detail::output_stage8<true>(a1, k, v0 + 8), count);
-                        else
-                            detail::store16(o, detail::output_stage8<false>(a0, k, v0), detail::output_stage8<false>(a1, k, v0 + 8), count);
+                        detail::store16(o, detail::stage8(a0, k, v0),
+                                            detail::stage8(a1, k, v0 + 8), count);
                     } else {
                         for (int j = 0; j < count; ++j)
                             o[j] = requantize_output<TOut, Round>(sums[j], rq, static_cast<std::size_t>(co0 + j));
@@ -1317,6 +1348,22 @@ inline void requantize_accumulators(const std::int32_t* acc, std::int64_t pixels
                 const int count = std::min(16, channels - c0);
                 const __m512i v = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << count) - 1u), acc + p * channels + c0);
                 detail::store16_avx512(out + p * channels + c0, detail::stage16(v, kr, c0), count);
+            }
+        return;
+    }
+#endif
+#if BPUQ_SIMD_HAS_AVX2
+    if constexpr (simd_level<Arch> == Level::avx2) {
+        const int padded = (channels + 15) / 16 * 16;
+        const detail::OutputConstants k(rq, 1, channels, padded, Round{});
+        alignas(32) std::int32_t tmp[16];
+        for (std::int64_t p = 0; p < pixels; ++p)
+            for (int c0 = 0; c0 < channels; c0 += 16) {
+                const int count = std::min(16, channels - c0);
+                std::fill(tmp, tmp + 16, 0);
+                std::copy(acc + p * channels + c0, acc + p * channels + c0 + count, tmp);
+                detail::store16(out + p * channels + c0, detail::stage8(detail::load256(tmp), k, c0),
+                                detail::stage8(detail::load256(tmp + 8), k, c0 + 8), count);
             }
         return;
     }
