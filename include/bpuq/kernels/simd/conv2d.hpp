@@ -368,7 +368,7 @@ struct OutputConstants {
         }
         for (std::size_t v = 0; v < padded; ++v) {
             const int s = round_shift[v];
-            round_add[v] = static_cast<std::int32_t>((std::int64_t(1) << (s - 1)) + (fold ? std::int64_t(zero_point) << s : 0));
+            round_add[v] = static_cast<std::int32_t>((std::int64_t(1) << (s - 1)) + (fold ? std::int64_t(zero_point) * (std::int64_t(1) << s) : 0));
             if (v % 2 == 1) mul_odd[v - 1] = mul_even[v];
         }
         // one 512-byte record per 16 channels, so the vector stage addresses everything from one pointer
