@@ -1,4 +1,4 @@
-// bpuq's SIMD conv/depthwise/GEMM (int8, int16; 1 and 2 threads) next to oneDNN's int8 convolution.
+// bpuq's SIMD conv/depthwise/GEMM (int8, int16; 1 and 2 threads) next to oneDNN's int8 convolution, and SIMD vs reference pooling/eltwise/LUT.
 //
 // Every benchmark first checks its output against the scalar reference once and aborts on a
 // difference, so a fast wrong kernel cannot produce a number. GOPS = 2 * MACs / second.
@@ -184,7 +184,49 @@ void BM_onednn_conv_i8(benchmark::State& state, ConvShape shape, int threads) {
 }
 #endif
 
+/// Pooling, eltwise and LUT: the SIMD kernel (simd = true) or the scalar reference, on MobileNet-
+/// like sizes; the SIMD output is checked against the reference first.
+void BM_small_op(benchmark::State& state, int which, bool simd) {
+    const auto x = activations<std::int8_t>(56 * 56 * 64, 7), y = activations<std::int8_t>(56 * 56 * 64, 8);
+    std::vector<std::int8_t> out(56 * 56 * 64), want(out.size());
+    Pool2dGeometry g;
+    g.in_h = g.in_w = 56;
+    g.channels = 64;
+    g.kernel_h = g.kernel_w = 3;
+    g.stride_h = g.stride_w = 2;
+    g.pad_top = g.pad_left = g.pad_bottom = g.pad_right = 1;
+    const AverageRescale avg(0.9, 9, -3, 2, -128, 127), gap(0.9, 56 * 56, -3, 2, -128, 127);
+    const EltwiseParams add = EltwiseParams::make(EltwiseOp::add, 0.02f, -3, 0.03f, 5, 0.04f, 1, -128, 127);
+    const auto lut = LutInt8<std::int8_t>::build([](float v) { return std::tanh(v); }, 0.03f, -3, 1.0f / 128, 0, -128, 127);
+    const std::int64_t n = std::int64_t(x.size());
+    auto run = [&](bool use_simd, std::int8_t* o) {
+        switch (which) {
+            case 0: use_simd ? simd::max_pool2d(g, x.data(), o) : reference::max_pool2d(g, x.data(), o); break;
+            case 1: use_simd ? simd::avg_pool2d(g, x.data(), false, avg, o) : reference::avg_pool2d(g, x.data(), false, avg, o); break;
+            case 2: use_simd ? simd::global_avg_pool(x.data(), 1, 56, 56, 64, gap, o) : reference::global_avg_pool(x.data(), 1, 56, 56, 64, gap, o); break;
+            case 3: use_simd ? simd::eltwise(x.data(), y.data(), n, n, add, o) : reference::eltwise(x.data(), y.data(), n, n, add, o); break;
+            default: use_simd ? simd::apply_lut(x.data(), n, lut, o) : reference::apply_lut(x.data(), n, lut, o); break;
+        }
+    };
+    run(true, out.data());
+    run(false, want.data());
+    if (out != want) {
+        std::fprintf(stderr, "bench_conv: small op %d differs from the reference\n", which);
+        std::abort();
+    }
+    for (auto _ : state) {
+        run(simd, out.data());
+        benchmark::DoNotOptimize(out.data());
+        benchmark::ClobberMemory();
+    }
+}
+
 void register_all() {
+    const char* small_ops[] = {"maxpool3x3s2_56x56x64", "avgpool3x3s2_56x56x64", "globalavg_56x56x64", "add_200704", "lut_200704"};
+    for (int i = 0; i < 5; ++i)
+        for (bool simd : {false, true})
+            benchmark::RegisterBenchmark((std::string(simd ? "BM_simd_" : "BM_ref_") + small_ops[i]).c_str(), BM_small_op, i, simd)
+                ->Unit(benchmark::kMicrosecond);
     for (int t : {1, 2}) {
         for (const ConvShape& s : kShapes) {
             benchmark::RegisterBenchmark(("BM_conv_i8/" + s.name(t)).c_str(), BM_conv<std::int8_t>, s, t)

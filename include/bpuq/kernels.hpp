@@ -9,3 +9,4 @@
 #include "kernels/dispatch.hpp"
 #include "kernels/simd/conv2d.hpp"
 #include "kernels/simd/quantize.hpp"
+#include "kernels/simd/pooling.hpp"

@@ -3,8 +3,15 @@
 
 #include <bpuq/kernels.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <mutex>
 #include <random>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "test_support.hpp"
@@ -243,6 +250,189 @@ TEST_CASE_TEMPLATE("simd gemm equals the reference, with and without a weight ze
         simd::gemm<Arch>(KernelContext::with_threads(1 + rep % 2), gg, a.data(), 5, packed, rq, got.data());
         CHECK(want == got);
     }
+}
+
+namespace {
+
+/// Per-channel multipliers for the output-stage sweep: typical ones, every shift, the limits.
+QuantizedMultiplier stage_multiplier(int kind) {
+    auto& rng = bpuq_test::rng();
+    auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+    const std::int32_t m_any = std::uniform_int_distribution<std::int32_t>(1 << 30, std::numeric_limits<std::int32_t>::max())(rng);
+    switch (kind) {
+        case 0: return quantize_multiplier(std::pow(10.0, std::uniform_real_distribution<double>(-7.0, -0.7)(rng)));
+        case 1: return QuantizedMultiplier{m_any, pick(-31, 30)};                                     // any shift t in [1, 62]
+        case 2: return QuantizedMultiplier{std::numeric_limits<std::int32_t>::max(), pick(0, 1) ? 30 : -31};  // t = 1, 62
+        case 3: return QuantizedMultiplier{1 << 30, pick(-31, 30)};                                  // powers of two: ties
+        case 4: return QuantizedMultiplier{};                                                        // M = 0
+        case 5: return QuantizedMultiplier{(1 << 30) + (pick(0, 1023) << 20), pick(-12, 0)};            // trailing zeros
+        case 6: return QuantizedMultiplier{m_any, pick(-2, 1)};                                       // t in [30, 33]
+        default: return quantize_multiplier(std::uniform_real_distribution<double>(0.26, 3.0)(rng));  // M around 1
+    }
+}
+
+/// Accumulators that stress the stage: int32 extremes, values next to every rounding
+/// threshold of the channel's output range and exact ties where the multiplier allows them.
+std::int32_t stage_accumulator(const QuantizedMultiplier& qm, std::int64_t lo, std::int64_t hi) {
+    auto& rng = bpuq_test::rng();
+    constexpr std::int64_t kMin = std::numeric_limits<std::int32_t>::min(), kMax = std::numeric_limits<std::int32_t>::max();
+    const int kind = std::uniform_int_distribution<int>(0, 5)(rng);
+    std::int64_t x = 0;
+    const double m = qm.multiplier ? std::ldexp(double(qm.multiplier), -qm.total_right_shift()) : 0.0;
+    switch (kind) {
+        case 0: x = std::uniform_int_distribution<std::int64_t>(kMin, kMax)(rng); break;
+        case 1: x = std::uniform_int_distribution<int>(0, 3)(rng) < 2 ? kMin + std::uniform_int_distribution<int>(0, 2)(rng)
+                                                                       : kMax - std::uniform_int_distribution<int>(0, 2)(rng);
+                break;
+        case 2: x = std::uniform_int_distribution<int>(-300, 300)(rng); break;
+        default: {
+            // next to (k + 1/2) / M for an output k around the range: ties and their neighbours
+            if (m == 0.0) return static_cast<std::int32_t>(std::uniform_int_distribution<int>(-9, 9)(rng));
+            const std::int64_t k = std::uniform_int_distribution<std::int64_t>(std::max(lo - 3, std::int64_t(-70000)),
+                                                                                std::min(hi + 3, std::int64_t(70000)))(rng);
+            const double centre = (double(k) + 0.5) / m;
+            x = static_cast<std::int64_t>(std::llround(std::max(-3e9, std::min(3e9, centre)))) +
+                std::uniform_int_distribution<int>(-2, 2)(rng);
+            break;
+        }
+    }
+    return static_cast<std::int32_t>(std::max(kMin, std::min(kMax, x)));
+}
+
+template <class Arch, class Round, class TOut>
+void check_output_stage(int reps, bool typical_only) {
+    auto& rng = bpuq_test::rng();
+    auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+    int fast_seen = 0;
+    for (int rep = 0; rep < reps; ++rep) {
+        const int channels = pick(1, 45);
+        const int pixels = pick(1, 40);
+        std::vector<QuantizedMultiplier> mult(static_cast<std::size_t>(channels));
+        const int family = typical_only ? 0 : pick(0, 7);
+        for (auto& m : mult) m = stage_multiplier(pick(0, 2) == 0 ? family : typical_only ? 0 : pick(0, 7));
+        if (typical_only)
+            for (auto& m : mult) m = stage_multiplier(0);
+        std::vector<std::int32_t> bias(static_cast<std::size_t>(channels));
+        for (auto& b : bias) b = pick(0, 3) == 0 ? 0 : pick(-1000000, 1000000);
+        Requantization rq;
+        rq.multipliers = mult.data();
+        rq.per_channel = pick(0, 5) != 0;
+        rq.bias = pick(0, 4) == 0 ? nullptr : bias.data();
+        const std::int64_t tmin = std::numeric_limits<TOut>::min(), tmax = std::numeric_limits<TOut>::max();
+        rq.zero_point = sizeof(TOut) == 1 ? pick(-128, 127) : sizeof(TOut) == 2 ? pick(-3, 3) : pick(-100000, 100000);
+        rq.lo = static_cast<std::int32_t>(tmin);
+        rq.hi = static_cast<std::int32_t>(tmax);
+        switch (pick(0, 3)) {
+            case 0: rq.lo = static_cast<std::int32_t>(std::max<std::int64_t>(tmin, std::min<std::int64_t>(tmax, rq.zero_point))); break;  // ReLU
+            case 1: {  // a random sub-range (Clip), possibly a single value
+                const std::int64_t a = std::uniform_int_distribution<std::int64_t>(tmin, tmax)(rng);
+                const std::int64_t b = std::uniform_int_distribution<std::int64_t>(tmin, tmax)(rng);
+                rq.lo = static_cast<std::int32_t>(std::min(a, b));
+                rq.hi = static_cast<std::int32_t>(pick(0, 9) == 0 ? std::min(a, b) : std::max(a, b));
+                break;
+            }
+            default: break;
+        }
+        std::vector<std::int32_t> acc(static_cast<std::size_t>(pixels) * channels);
+        for (int p = 0; p < pixels; ++p)
+            for (int c = 0; c < channels; ++c) {
+                const std::size_t cc = rq.per_channel ? static_cast<std::size_t>(c) : 0;
+                std::int64_t x = stage_accumulator(mult[cc], std::int64_t(rq.lo) - rq.zero_point - rq.bias_of(static_cast<std::size_t>(c)),
+                                                   std::int64_t(rq.hi) - rq.zero_point - rq.bias_of(static_cast<std::size_t>(c)));
+                // acc + bias is formed in int32 (reference and SIMD): keep it in range
+                const std::int64_t b = rq.bias_of(static_cast<std::size_t>(c));
+                x = std::max<std::int64_t>(std::numeric_limits<std::int32_t>::min() - std::min<std::int64_t>(b, 0),
+                                           std::min<std::int64_t>(std::numeric_limits<std::int32_t>::max() - std::max<std::int64_t>(b, 0), x));
+                acc[static_cast<std::size_t>(p) * channels + c] = static_cast<std::int32_t>(x);
+            }
+        std::vector<TOut> want(acc.size()), got(acc.size());
+        for (int p = 0; p < pixels; ++p)
+            for (int c = 0; c < channels; ++c)
+                want[static_cast<std::size_t>(p) * channels + c] =
+                    requantize_output<TOut, Round>(acc[static_cast<std::size_t>(p) * channels + c], rq, static_cast<std::size_t>(c));
+        simd::requantize_accumulators<Arch, Round>(acc.data(), pixels, channels, rq, got.data());
+        fast_seen += simd::fast_output_stage_applies<Round>(rq, channels) ? 1 : 0;
+        for (std::size_t i = 0; i < want.size(); ++i)
+            if (want[i] != got[i]) {
+                const std::size_t c = i % static_cast<std::size_t>(channels);
+                const QuantizedMultiplier& qm = rq.multiplier(c);
+                INFO("arch " << std::string(simd::level_name<Arch>()) << ", out " << sizeof(TOut) * 8 << ", acc " << acc[i]
+                             << ", bias " << rq.bias_of(c) << ", m0 " << qm.multiplier << ", shift " << qm.shift << ", zp "
+                             << rq.zero_point << ", [" << rq.lo << ", " << rq.hi << "], fast "
+                             << simd::fast_output_stage_applies<Round>(rq, channels));
+                REQUIRE(std::int64_t(got[i]) == std::int64_t(want[i]));
+            }
+    }
+    // the 32-bit stage must be what typical int8/int16 layers get (else this sweep tests nothing new)
+    if (typical_only && sizeof(TOut) < 4) CHECK(fast_seen == reps);
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("simd output stage equals the reference for every multiplier, shift, bound and int32 accumulator", Arch,
+                   BPUQ_CONV_ARCHS) {
+    const int reps = 400 / kCaseDivisor;
+    check_output_stage<Arch, RoundHalfAwayFromZero, std::int8_t>(reps, false);
+    check_output_stage<Arch, RoundHalfToEven, std::int8_t>(reps, false);
+    check_output_stage<Arch, RoundHalfAwayFromZero, std::int16_t>(reps, false);
+    check_output_stage<Arch, RoundHalfToEven, std::int16_t>(reps, false);
+    check_output_stage<Arch, RoundHalfAwayFromZero, std::int32_t>(reps, false);
+    check_output_stage<Arch, RoundHalfToEven, std::int32_t>(reps, false);
+    check_output_stage<Arch, RoundHalfAwayFromZero, std::int8_t>(reps / 4, true);
+    check_output_stage<Arch, RoundHalfToEven, std::int8_t>(reps / 4, true);
+    check_output_stage<Arch, RoundHalfAwayFromZero, std::int16_t>(reps / 4, true);
+}
+
+TEST_CASE("kernel thread pool: parallel_for reuses its workers, covers every index once, nests and rethrows") {
+    const KernelContext ctx = KernelContext::with_threads(3);
+    REQUIRE(ctx.pool);
+    CHECK(ctx.pool->size() == 3);
+    std::vector<std::thread::id> ids;
+    std::mutex ids_mutex;
+    for (int rep = 0; rep < 2000; ++rep) {
+        const std::int64_t n = rep % 7;
+        std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+        parallel_for(ctx, n, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t i = b; i < e; ++i) hits[static_cast<std::size_t>(i)].fetch_add(1);
+            std::lock_guard<std::mutex> lock(ids_mutex);
+            if (std::find(ids.begin(), ids.end(), std::this_thread::get_id()) == ids.end())
+                ids.push_back(std::this_thread::get_id());
+        });
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+    }
+    CHECK(ids.size() <= 3);  // the caller and the two workers, never a thread per call
+    // nested: the inner loop finds the pool busy and runs on the calling thread
+    std::atomic<int> inner{0};
+    parallel_for(ctx, 3, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t i = b; i < e; ++i)
+            parallel_for(ctx, 5, [&](std::int64_t b2, std::int64_t e2) { inner.fetch_add(static_cast<int>(e2 - b2)); });
+    });
+    CHECK(inner.load() == 15);
+    // concurrent callers sharing one context
+    std::atomic<int> total{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 3; ++t)
+        callers.emplace_back([&] {
+            for (int rep = 0; rep < 300; ++rep)
+                parallel_for(ctx, 4, [&](std::int64_t b, std::int64_t e) { total.fetch_add(static_cast<int>(e - b)); });
+        });
+    for (auto& c : callers) c.join();
+    CHECK(total.load() == 3 * 300 * 4);
+    // an exception in a worker's range reaches the caller, and the pool keeps working
+    CHECK_THROWS_AS(parallel_for(ctx, 3,
+                                 [&](std::int64_t b, std::int64_t) {
+                                     if (b == 2) throw std::runtime_error("range 2");
+                                 }),
+                    std::runtime_error);
+    std::atomic<int> after{0};
+    parallel_for(ctx, 3, [&](std::int64_t b, std::int64_t e) { after.fetch_add(static_cast<int>(e - b)); });
+    CHECK(after.load() == 3);
+    // a hand-made context without a pool still splits (threads per call)
+    KernelContext manual;
+    manual.threads = 2;
+    std::atomic<int> m{0};
+    parallel_for(manual, 10, [&](std::int64_t b, std::int64_t e) { m.fetch_add(static_cast<int>(e - b)); });
+    CHECK(m.load() == 10);
 }
 
 TEST_CASE("simd conv2d rejects weights packed for another geometry") {

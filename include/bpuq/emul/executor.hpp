@@ -12,6 +12,7 @@
 #include "../graph/op_registry.hpp"
 #include "../kernels/reference.hpp"
 #include "../kernels/simd/conv2d.hpp"
+#include "../kernels/simd/pooling.hpp"
 #include "../kernels/simd/quantize.hpp"
 #include "program.hpp"
 
@@ -387,8 +388,12 @@ private:
                         using A = decltype(xa);
                         using B = decltype(xb);
                         using Y = decltype(xy);
-                        reference::eltwise<Round>(s[std::size_t(a)].template data<A>(), s[std::size_t(b)].template data<B>(), na, nb, p,
-                                                  out.data<Y>());
+                        if (opt_.use_simd)
+                            simd::eltwise<simd::default_arch, Round>(s[std::size_t(a)].template data<A>(),
+                                                                     s[std::size_t(b)].template data<B>(), na, nb, p, out.data<Y>());
+                        else
+                            reference::eltwise<Round>(s[std::size_t(a)].template data<A>(), s[std::size_t(b)].template data<B>(), na,
+                                                      nb, p, out.data<Y>());
                     });
                 });
             });
@@ -441,7 +446,11 @@ private:
                 dispatch_int(ty, [&](auto b) {
                     using A = decltype(a);
                     using B = decltype(b);
-                    reference::avg_pool2d<Round>(g, s[std::size_t(x)].template data<A>(), include_pad, *r, out.data<B>());
+                    if (opt_.use_simd)
+                        simd::avg_pool2d<simd::default_arch, Round>(g, s[std::size_t(x)].template data<A>(), include_pad, *r,
+                                                                    out.data<B>());
+                    else
+                        reference::avg_pool2d<Round>(g, s[std::size_t(x)].template data<A>(), include_pad, *r, out.data<B>());
                 });
             });
             s[std::size_t(y)] = std::move(out);
@@ -460,7 +469,8 @@ private:
             Tensor out(tx, detail::nhwc_shape(t_(y).shape));
             dispatch_int(tx, [&](auto a) {
                 using A = decltype(a);
-                reference::max_pool2d(g, s[std::size_t(x)].template data<A>(), out.data<A>());
+                if (opt_.use_simd) simd::max_pool2d<simd::default_arch>(g, s[std::size_t(x)].template data<A>(), out.data<A>());
+                else reference::max_pool2d(g, s[std::size_t(x)].template data<A>(), out.data<A>());
             });
             s[std::size_t(y)] = std::move(out);
         };
@@ -559,7 +569,8 @@ private:
             return [this, l8, l16, x, y, ty](std::vector<Tensor>& s) {
                 Tensor out(ty, s[std::size_t(x)].shape());
                 const std::int8_t* in = s[std::size_t(x)].template data<std::int8_t>();
-                if (ty == DType::int8) reference::apply_lut(in, out.numel(), *l8, out.data<std::int8_t>());
+                if (ty == DType::int8 && opt_.use_simd) simd::apply_lut<simd::default_arch>(in, out.numel(), *l8, out.data<std::int8_t>());
+                else if (ty == DType::int8) reference::apply_lut(in, out.numel(), *l8, out.data<std::int8_t>());
                 else reference::apply_lut(in, out.numel(), *l16, out.data<std::int16_t>());
                 s[std::size_t(y)] = std::move(out);
             };

@@ -28,6 +28,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "../context.hpp"
@@ -42,6 +44,11 @@
 #define BPUQ_TILE_NOINLINE __attribute__((noinline))
 #else
 #define BPUQ_TILE_NOINLINE
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define BPUQ_STAGE_INLINE inline __attribute__((always_inline))
+#else
+#define BPUQ_STAGE_INLINE inline
 #endif
 
 BPUQ_NAMESPACE_BEGIN
@@ -72,6 +79,20 @@ struct PackedConvWeights {
     std::vector<std::int32_t> dw_dwords;
 
     static constexpr int kBlock = 16;
+
+    /// Output-stage constants derived from a Requantization, kept across calls: a model calls a
+    /// layer with the same parameters every time. Entries are keyed by every value they depend
+    /// on, so a call with other parameters recomputes (and copies of the weights share it).
+    struct StageCache {
+        std::mutex mutex;
+        struct Entry {
+            std::vector<std::int64_t> key;
+            std::shared_ptr<const void> value;
+        };
+        Entry entries[4];
+        int next = 0;
+    };
+    std::shared_ptr<StageCache> stage_cache = std::make_shared<StageCache>();
 
     /// Packs OHWI weights (int8 or int16) with zero point `zp_w` (0 for symmetric weights; a
     /// MatMul's second activation may have one). Spatial input sizes of `g` are not used.
@@ -242,8 +263,163 @@ struct OutputConstants {
         high = clamp_value<std::int64_t>(std::numeric_limits<std::int32_t>::max(), lo, hi);
         zero_point = rq.zero_point;
         half_to_even = std::is_same<Round, RoundHalfToEven>::value;
+        prepare_fast<Round>(rq, groups, per_group, padded_per_group);
+    }
+
+    // ---- the cheap exact stage (docs/ARITHMETIC.md "the 32-bit output stage") ----
+    // out = ((hi32((clamp(x, xlo, xhi) << pre) * m0) + radd) >> rsh) + zp, every step on 32-bit
+    // lanes except the two vpmuldq. Used when every channel passes the checks of prepare_fast.
+    enum FastMode : int { kFastClamp = 1, kFastPreShift = 2, kFastZpApart = 4 };
+    bool fast = false;
+    int fast_mode = 0;  // kFast* bits
+    std::vector<std::int32_t> xlo, xhi, pre_shift, mul_even, mul_odd, round_add, round_shift;
+    // per 16 channels: bias, xlo, xhi, pre_shift, mul_even, mul_odd, round_add, round_shift (16 each)
+    std::vector<std::int32_t> fast_block;
+    std::int32_t out_lo = 0, out_hi = 0;  // [lo, hi] of the output (for kFastClamp)
+
+    /// Smallest int32 x with F(x) >= h, or INT32_MAX when there is none (F monotone).
+    template <class Round>
+    static std::int64_t first_at_least(const QuantizedMultiplier& qm, std::int64_t h) noexcept {
+        constexpr std::int64_t kMin = std::numeric_limits<std::int32_t>::min(), kMax = std::numeric_limits<std::int32_t>::max();
+        auto F = [&](std::int64_t x) { return multiply_by_quantized_multiplier<Round>(static_cast<std::int32_t>(x), qm); };
+        // F(x) >= h starts near x = (h - 1/2) 2^t / m0 (exact but for ties); then step exactly
+        const double est = (double(h) - 0.5) * std::ldexp(1.0, qm.total_right_shift()) / double(qm.multiplier);
+        std::int64_t x = est <= double(kMin) ? kMin : est >= double(kMax) ? kMax : static_cast<std::int64_t>(std::ceil(est));
+        while (x > kMin && F(x - 1) >= h) --x;
+        while (x < kMax && F(x) < h) ++x;
+        return x;
+    }
+    /// Largest int32 x with F(x) <= l, or INT32_MIN when there is none.
+    template <class Round>
+    static std::int64_t last_at_most(const QuantizedMultiplier& qm, std::int64_t l) noexcept {
+        constexpr std::int64_t kMin = std::numeric_limits<std::int32_t>::min(), kMax = std::numeric_limits<std::int32_t>::max();
+        auto F = [&](std::int64_t x) { return multiply_by_quantized_multiplier<Round>(static_cast<std::int32_t>(x), qm); };
+        const double est = (double(l) + 0.5) * std::ldexp(1.0, qm.total_right_shift()) / double(qm.multiplier);
+        std::int64_t x = est <= double(kMin) ? kMin : est >= double(kMax) ? kMax : static_cast<std::int64_t>(std::floor(est));
+        while (x < kMax && F(x + 1) <= l) ++x;
+        while (x > kMin && F(x) > l) --x;
+        return x;
+    }
+
+    template <class Round>
+    void prepare_fast(const Requantization& rq, int groups, int per_group, int padded_per_group) {
+        constexpr std::int64_t kMin = std::numeric_limits<std::int32_t>::min(), kMax = std::numeric_limits<std::int32_t>::max();
+        const std::size_t padded = bias.size();
+        xlo.assign(padded, 0);
+        xhi.assign(padded, 0);
+        pre_shift.assign(padded, 0);
+        mul_even.assign(padded, 0);
+        mul_odd.assign(padded, 0);
+        round_add.assign(padded, 0);
+        round_shift.assign(padded, 1);
+        std::vector<std::int64_t> ubound(padded, 0);
+        out_lo = rq.lo;
+        out_hi = rq.hi;
+        bool ok = true, clamp = false, pre = false, fold = true;
+        (void)groups;
+        for (std::size_t v = 0; v < padded && ok; ++v) {
+            const int grp = static_cast<int>(v / static_cast<std::size_t>(padded_per_group));
+            const int j = static_cast<int>(v % static_cast<std::size_t>(padded_per_group));
+            const std::size_t c = static_cast<std::size_t>(grp * per_group + std::min(j, per_group - 1));
+            const QuantizedMultiplier& qm = rq.multiplier(c);
+            const std::int64_t m0 = qm.multiplier;
+            int t = qm.total_right_shift();
+            if (m0 <= 0 || t < 1 || t > 62) {  // F == 0 (or a multiplier outside the normal form)
+                if (m0 != 0 || t < 1 || t > 62) { ok = false; break; }
+                xlo[v] = static_cast<std::int32_t>(kMin);
+                xhi[v] = static_cast<std::int32_t>(kMax);
+                round_shift[v] = 1;  // (0 + 1) >> 1 == 0
+                ubound[v] = 0;
+                if (0 < low || 0 > high) clamp = true;
+                mul_even[v] = 0;
+                continue;
+            }
+            // x outside [xlo, xhi] saturates exactly like xlo / xhi (F is monotone)
+            const std::int64_t lo_x = last_at_most<Round>(qm, low), hi_x = first_at_least<Round>(qm, high);
+            xlo[v] = static_cast<std::int32_t>(lo_x);
+            xhi[v] = static_cast<std::int32_t>(hi_x);
+            const std::int64_t least = std::min(lo_x, hi_x);  // min(max(x, xlo), xhi) lies in [least, xhi]
+            auto F = [&](std::int64_t x) { return multiply_by_quantized_multiplier<Round>(static_cast<std::int32_t>(x), qm); };
+            if (F(least) < low || F(hi_x) > high) clamp = true;
+            // a total shift below 33 is raised to 33 by shifting x left (exact while it fits int32)
+            const int a = std::max(0, 33 - t);
+            const std::int64_t X = std::max(std::abs(least), std::abs(hi_x));
+            if (a > 0 && (a >= 32 ? X != 0 : X > (kMax >> a))) { ok = false; break; }  // |x| << a must fit int32
+            if (a > 0) pre = true;
+            // no ties: x * m0 == 2^(t-1) (mod 2^t) needs v2(x) = t - 1 - v2(m0), impossible when
+            // every non-zero |x| in range is below 2^(t - 1 - v2(m0)). Without ties both policies
+            // round half up: floor((p + 2^(t-1)) / 2^t).
+            int v2m = 0;
+            while (((m0 >> v2m) & 1) == 0) ++v2m;
+            const int k = t - 1 - v2m;
+            if (!(k < 0 || k >= 32 || X < (std::int64_t(1) << k))) { ok = false; break; }
+            t += a;
+            pre_shift[v] = a;
+            mul_even[v] = static_cast<std::int32_t>(m0);
+            round_shift[v] = t - 32;
+            ubound[v] = ((X << a) * m0 >> 32) + 1;  // |hi32(p)| bound
+        }
+        if (!ok) return;
+        // the zero point joins the rounding constant when no lane can overflow
+        for (std::size_t v = 0; v < padded; ++v) {
+            const int s = round_shift[v];
+            const std::int64_t folded = ubound[v] + (std::int64_t(1) << (s - 1)) + std::abs(std::int64_t(zero_point)) * (std::int64_t(1) << s);
+            if (folded > kMax) fold = false;
+        }
+        for (std::size_t v = 0; v < padded; ++v) {
+            const int s = round_shift[v];
+            round_add[v] = static_cast<std::int32_t>((std::int64_t(1) << (s - 1)) + (fold ? std::int64_t(zero_point) * (std::int64_t(1) << s) : 0));
+            if (v % 2 == 1) mul_odd[v - 1] = mul_even[v];
+        }
+        // one 512-byte record per 16 channels, so the vector stage addresses everything from one pointer
+        fast_block.assign(padded / 16 * 128, 0);
+        for (std::size_t v = 0; v < padded; ++v) {
+            std::int32_t* r = &fast_block[v / 16 * 128 + v % 16];
+            r[0] = bias[v];
+            r[16] = xlo[v];
+            r[32] = xhi[v];
+            r[48] = pre_shift[v];
+            r[64] = mul_even[v];
+            r[80] = mul_odd[v];
+            r[96] = round_add[v];
+            r[112] = round_shift[v];
+        }
+        fast = true;
+        fast_mode = (clamp ? kFastClamp : 0) | (pre ? kFastPreShift : 0) | (fold ? 0 : kFastZpApart);
     }
 };
+
+/// The OutputConstants of (rq, groups, per_group, padded_per_group, Round), from the weights'
+/// cache when an earlier call used the same values.
+template <class Round>
+inline std::shared_ptr<const OutputConstants> output_constants(const PackedConvWeights& w, const Requantization& rq,
+                                                               int groups, int per_group, int padded_per_group) {
+    std::vector<std::int64_t> key;
+    const std::size_t channels = static_cast<std::size_t>(groups) * static_cast<std::size_t>(per_group);
+    key.reserve(8 + 3 * channels);
+    key.insert(key.end(), {std::int64_t(std::is_same<Round, RoundHalfToEven>::value), groups, per_group, padded_per_group,
+                           rq.zero_point, rq.lo, rq.hi});
+    for (std::size_t c = 0; c < channels; ++c) {
+        const QuantizedMultiplier& qm = rq.multiplier(c);
+        key.push_back(rq.bias_of(c));
+        key.push_back((std::int64_t(qm.multiplier) << 8) ^ std::int64_t(qm.shift & 0xff));
+    }
+    PackedConvWeights::StageCache* cache = w.stage_cache.get();
+    if (cache) {
+        std::lock_guard<std::mutex> lock(cache->mutex);
+        for (const auto& e : cache->entries)
+            if (e.value && e.key == key) return std::static_pointer_cast<const OutputConstants>(e.value);
+    }
+    auto made = std::make_shared<const OutputConstants>(rq, groups, per_group, padded_per_group, Round{});
+    if (cache) {
+        std::lock_guard<std::mutex> lock(cache->mutex);
+        auto& e = cache->entries[cache->next];
+        cache->next = (cache->next + 1) % 4;
+        e.key = std::move(key);
+        e.value = made;
+    }
+    return made;
+}
 
 inline __m256i load256(const void* p) noexcept { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
@@ -270,6 +446,47 @@ inline __m256i output_stage8(__m256i acc, const OutputConstants& k, int c0) noex
     }
     return _mm256_add_epi32(_mm256_blend_epi32(r[0], _mm256_slli_epi64(r[1], 32), 0xaa),
                             _mm256_set1_epi32(k.zero_point));
+}
+
+/// The 32-bit output stage on 8 lanes (AVX2; the same steps and proof as fast_stage16).
+template <int Mode>
+BPUQ_STAGE_INLINE __m256i fast_stage8(__m256i acc, const OutputConstants& k, int c0) noexcept {
+    const std::int32_t* q = k.fast_block.data() + static_cast<std::ptrdiff_t>(c0 / 16) * 128 + c0 % 16;
+    __m256i x = _mm256_add_epi32(acc, load256(q));
+    x = _mm256_min_epi32(_mm256_max_epi32(x, load256(q + 16)), load256(q + 32));
+    if (Mode & OutputConstants::kFastPreShift) x = _mm256_sllv_epi32(x, load256(q + 48));
+    const __m256i e = _mm256_mul_epi32(x, load256(q + 64));
+    const __m256i o = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), load256(q + 80));
+    const __m256i u = _mm256_blend_epi32(_mm256_srli_epi64(e, 32), o, 0xaa);  // the high dwords
+    __m256i r = _mm256_srav_epi32(_mm256_add_epi32(u, load256(q + 96)), load256(q + 112));
+    if (Mode & OutputConstants::kFastZpApart) {
+        if (Mode & OutputConstants::kFastClamp)
+            r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(static_cast<std::int32_t>(k.low))),
+                                 _mm256_set1_epi32(static_cast<std::int32_t>(k.high)));
+        r = _mm256_add_epi32(r, _mm256_set1_epi32(k.zero_point));
+    } else if (Mode & OutputConstants::kFastClamp) {
+        r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(k.out_lo)), _mm256_set1_epi32(k.out_hi));
+    }
+    return r;
+}
+
+BPUQ_TILE_NOINLINE inline __m256i stage8_other(__m256i acc, const OutputConstants& k, int c0) noexcept {
+    if (!k.fast) return k.half_to_even ? output_stage8<true>(acc, k, c0) : output_stage8<false>(acc, k, c0);
+    switch (k.fast_mode) {
+        case 1: return fast_stage8<1>(acc, k, c0);
+        case 2: return fast_stage8<2>(acc, k, c0);
+        case 3: return fast_stage8<3>(acc, k, c0);
+        case 4: return fast_stage8<4>(acc, k, c0);
+        case 5: return fast_stage8<5>(acc, k, c0);
+        case 6: return fast_stage8<6>(acc, k, c0);
+        default: return fast_stage8<7>(acc, k, c0);
+    }
+}
+
+/// The output stage of channels c0 .. c0 + 7 (c0 a multiple of 8) in whichever exact form applies.
+BPUQ_STAGE_INLINE __m256i stage8(__m256i acc, const OutputConstants& k, int c0) noexcept {
+    if (k.fast && k.fast_mode == 0) return fast_stage8<0>(acc, k, c0);
+    return stage8_other(acc, k, c0);
 }
 
 /// Stores 16 int32 lanes (already within [lo, hi]) as TOut with saturate_cast semantics.
@@ -397,9 +614,14 @@ struct OutputRegs16 {
     const std::int64_t* half;
     std::int64_t low, high;  // scalars, not registers: they must not compete with the tile's accumulators
     std::int32_t zero_point;
+    // the 32-bit stage (OutputConstants::prepare_fast)
+    const std::int32_t* fast_block;
+    std::int32_t out_lo, out_hi;
+    int mode;  // 0..7: fast stage with OutputConstants::fast_mode bits; 8: 64-bit, half to even; 9: 64-bit, half away
     explicit OutputRegs16(const OutputConstants& k) noexcept
         : bias(k.bias.data()), multiplier(k.multiplier16.data()), shift(k.shift16.data()), half(k.half16.data()),
-          low(k.low), high(k.high), zero_point(k.zero_point) {}
+          low(k.low), high(k.high), zero_point(k.zero_point), fast_block(k.fast_block.data()), out_lo(k.out_lo), out_hi(k.out_hi),
+          mode(k.fast ? k.fast_mode : k.half_to_even ? 8 : 9) {}
 };
 
 /// The output stage on 16 int32 lanes (channels v0 .. v0 + 15) with AVX-512's 64-bit
@@ -424,6 +646,54 @@ inline __m512i output_stage16(__m512i acc, const OutputRegs16& k, int v0) noexce
     }
     return _mm512_add_epi32(_mm512_mask_blend_epi32(0xaaaa, r[0], _mm512_slli_epi64(r[1], 32)),
                             _mm512_set1_epi32(k.zero_point));
+}
+
+
+/// The 32-bit output stage on 16 lanes (exact when OutputConstants::prepare_fast accepted every
+/// channel; proof in docs/ARITHMETIC.md): clamp x so the result cannot leave [low, high] and
+/// cannot tie, two vpmuldq, the high dwords, one rounding shift on 32-bit lanes.
+template <int Mode>
+BPUQ_STAGE_INLINE __m512i fast_stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+    const std::int32_t* q = k.fast_block + std::ptrdiff_t(v0) * 8;  // the record of channels v0 .. v0 + 15
+    __m512i x = _mm512_add_epi32(acc, _mm512_loadu_si512(q));
+    x = _mm512_min_epi32(_mm512_max_epi32(x, _mm512_loadu_si512(q + 16)), _mm512_loadu_si512(q + 32));
+    if (Mode & OutputConstants::kFastPreShift) x = _mm512_sllv_epi32(x, _mm512_loadu_si512(q + 48));
+    const __m512i e = _mm512_mul_epi32(x, _mm512_loadu_si512(q + 64));
+    const __m512i o = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_loadu_si512(q + 80));
+    // high dwords: even lanes from e (moved down), odd lanes from o (already in place)
+    const __m512i u = _mm512_mask_shuffle_epi32(o, 0x5555, e, static_cast<_MM_PERM_ENUM>(_MM_SHUFFLE(3, 3, 1, 1)));
+    __m512i r = _mm512_srav_epi32(_mm512_add_epi32(u, _mm512_loadu_si512(q + 96)), _mm512_loadu_si512(q + 112));
+    if (Mode & OutputConstants::kFastZpApart) {
+        if (Mode & OutputConstants::kFastClamp)
+            r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(static_cast<std::int32_t>(k.low))),
+                                 _mm512_set1_epi32(static_cast<std::int32_t>(k.high)));
+        r = _mm512_add_epi32(r, _mm512_set1_epi32(k.zero_point));
+    } else if (Mode & OutputConstants::kFastClamp) {
+        r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(k.out_lo)), _mm512_set1_epi32(k.out_hi));
+    }
+    return r;
+}
+
+/// The less common forms of the stage, out of line (they would bloat every tile loop).
+BPUQ_TILE_NOINLINE inline __m512i stage16_other(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+    switch (k.mode) {
+        case 1: return fast_stage16<1>(acc, k, v0);
+        case 2: return fast_stage16<2>(acc, k, v0);
+        case 3: return fast_stage16<3>(acc, k, v0);
+        case 4: return fast_stage16<4>(acc, k, v0);
+        case 5: return fast_stage16<5>(acc, k, v0);
+        case 6: return fast_stage16<6>(acc, k, v0);
+        case 7: return fast_stage16<7>(acc, k, v0);
+        case 8: return output_stage16<true>(acc, k, v0);
+        default: return output_stage16<false>(acc, k, v0);
+    }
+}
+
+/// The output stage of 16 channels v0 .. v0 + 15 (v0 a multiple of 16), whichever form the
+/// constants allow; the common one (no final clamp, no pre-shift, zero point folded) inline.
+BPUQ_STAGE_INLINE __m512i stage16(__m512i acc, const OutputRegs16& k, int v0) noexcept {
+    if (k.mode == 0) return fast_stage16<0>(acc, k, v0);
+    return stage16_other(acc, k, v0);
 }
 
 /// Stores `count` <= 16 int32 lanes as TOut with saturate_cast semantics (masked only for a tail:
@@ -455,6 +725,16 @@ inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::in
     const int cig = g.in_c_per_group();
     cstride = g.groups * 4 * quads;
     buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride + 64, static_cast<std::uint8_t>(zp + 128));
+    if (g.groups == 1 && cstride == g.in_c) {  // rows are contiguous in both: one long loop per row
+        const std::int64_t row = std::int64_t(g.in_w) * g.in_c;
+        for (int n = 0; n < g.batch; ++n)
+            for (int y = 0; y < g.in_h; ++y) {
+                const TIn* src = input + (std::int64_t(n) * g.in_h + y) * row;
+                std::uint8_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + g.pad_left) * cstride;
+                for (std::int64_t i = 0; i < row; ++i) dst[i] = static_cast<std::uint8_t>(static_cast<std::uint8_t>(src[i]) ^ 0x80u);
+            }
+        return;
+    }
     for (int n = 0; n < g.batch; ++n)
         for (int y = 0; y < g.in_h; ++y)
             for (int x = 0; x < g.in_w; ++x) {
@@ -552,57 +832,154 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
     const int oh = g.out_h(), ow = g.out_w();
     const int padded_per_group =
         w.depthwise ? (g.out_c + B - 1) / B * B : w.blocks_per_group * B;
-    const detail::OutputConstants k(rq, w.depthwise ? 1 : g.groups, w.depthwise ? g.out_c : g.out_c_per_group(),
-                                    padded_per_group, Round{});
+    // the generic output constants (AVX2 paths and int16 VNNI), made when a path needs them
+    auto generic_constants = [&]() {
+        return detail::output_constants<Round>(w, rq, w.depthwise ? 1 : g.groups,
+                                               w.depthwise ? g.out_c : g.out_c_per_group(), padded_per_group);
+    };
     // pairs per int32 partial in the wide path: 255 for int16 x int8, 1 for int16 x int16
     const int chunk_pairs = static_cast<int>(std::max<std::int64_t>(
         1, std::min<std::int64_t>(1 << 20, kInt32Max / std::max<std::int64_t>(1, 2 * max_abs_input * w.max_abs_weight))));
 
 #if BPUQ_SIMD_HAS_AVX512_VNNI
     if (w.depthwise && simd_level<Arch> == Level::avx512_vnni) {
-        // ---- depthwise, AVX-512 VNNI: 16 channels per vpdpwssd on sign-extended activations;
-        //      int8 keeps the raw q (padding = zp) and removes zp * sum w through the bias ----
+        if (sizeof(TIn) == 1) {
+            // ---- depthwise, AVX-512 VNNI, int8: the raw q sign-extended at each tap (vpmovsxbd from
+            //      memory costs what a load costs), padding = zp, zp * sum w removed through the bias;
+            //      four output pixels share each weight register ----
+            const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
+            std::vector<std::int32_t> bias(static_cast<std::size_t>(C));
+            for (int c = 0; c < C; ++c)
+                bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
+                    static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
+                    static_cast<std::uint32_t>(std::int64_t(input_zero_point) * w.weight_sum[static_cast<std::size_t>(c)]));
+            Requantization rq_dw = rq;
+            rq_dw.bias = bias.data();
+            const auto kd_ptr = detail::output_constants<Round>(w, rq_dw, 1, C, blocks * B);
+            const detail::OutputConstants& kd = *kd_ptr;
+            std::vector<TIn> buf;
+            int hp, wp;
+            detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
+            std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
+            for (int t = 0; t < taps; ++t)
+                tap_off[static_cast<std::size_t>(t)] =
+                    (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
+            const std::ptrdiff_t ps = std::ptrdiff_t(g.stride_w) * C;
+            auto widen = [](const TIn* p) {
+                return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+            };
+            parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
+                const detail::OutputRegs16 kr(kd);
+                for (std::int64_t item = r0; item < r1; ++item) {
+                    const std::int64_t r = item / blocks;
+                    const int b = static_cast<int>(item % blocks);
+                    const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
+                    const int c0 = b * B, count = std::min(B, C - c0);
+                    const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
+                    const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
+                    TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                    int ox = 0;
+                    for (; ox + 4 <= ow; ox += 4) {
+                        const TIn* origin = row + std::ptrdiff_t(ox) * ps;
+                        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                        for (int t = 0; t < taps; ++t) {
+                            const __m512i wt = _mm512_loadu_si512(wv + t * B);
+                            const TIn* p = origin + tap_off[static_cast<std::size_t>(t)];
+                            a0 = _mm512_dpwssd_epi32(a0, widen(p), wt);
+                            a1 = _mm512_dpwssd_epi32(a1, widen(p + ps), wt);
+                            a2 = _mm512_dpwssd_epi32(a2, widen(p + 2 * ps), wt);
+                            a3 = _mm512_dpwssd_epi32(a3, widen(p + 3 * ps), wt);
+                        }
+                        detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(a0, kr, c0), count);
+                        detail::store16_avx512(out + std::int64_t(ox + 1) * g.out_c, detail::stage16(a1, kr, c0), count);
+                        detail::store16_avx512(out + std::int64_t(ox + 2) * g.out_c, detail::stage16(a2, kr, c0), count);
+                        detail::store16_avx512(out + std::int64_t(ox + 3) * g.out_c, detail::stage16(a3, kr, c0), count);
+                    }
+                    for (; ox < ow; ++ox) {
+                        const TIn* origin = row + std::ptrdiff_t(ox) * ps;
+                        __m512i acc = _mm512_setzero_si512();
+                        for (int t = 0; t < taps; ++t)
+                            acc = _mm512_dpwssd_epi32(acc, widen(origin + tap_off[static_cast<std::size_t>(t)]),
+                                                      _mm512_loadu_si512(wv + t * B));
+                        detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(acc, kr, c0), count);
+                    }
+                }
+            });
+            return;
+        }
+        // ---- depthwise, AVX-512 VNNI, int16: per work item (output row, 16 channels) the kernel_h input
+        //      rows it reads are widened once to int32 (q - zp; padding 0) in a small per-thread
+        //      buffer [kernel_h][padded width][16], so each tap is one vpdpwssd with a memory
+        //      operand against weights packed as dwords (w, 0): the low word of (q - zp) times w,
+        //      the high word (sign bits) times 0. Four output pixels share each weight load. ----
         const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
-        std::vector<std::int32_t> bias(static_cast<std::size_t>(C));
-        for (int c = 0; c < C; ++c)
-            bias[static_cast<std::size_t>(c)] = static_cast<std::int32_t>(
-                static_cast<std::uint32_t>(rq.bias_of(static_cast<std::size_t>(c))) -
-                static_cast<std::uint32_t>(std::int64_t(input_zero_point) * w.weight_sum[static_cast<std::size_t>(c)]));
-        Requantization rq_dw = rq;
-        rq_dw.bias = bias.data();
-        const detail::OutputConstants kd(rq_dw, 1, C, blocks * B, Round{});
-        std::vector<TIn> buf;
-        int hp, wp;
-        detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
+        const auto kd_ptr = generic_constants();
+        const detail::OutputConstants& kd = *kd_ptr;
+        const int kh = g.kernel_h, kw = g.kernel_w;
+        const int wp = g.in_w + g.pad_left + g.pad_right;
         std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
         for (int t = 0; t < taps; ++t)
-            tap_off[static_cast<std::size_t>(t)] =
-                (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
+            tap_off[static_cast<std::size_t>(t)] = (std::ptrdiff_t(t / kw) * wp + std::ptrdiff_t(t % kw) * g.dilation_w) * B;
+        const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * B;
         parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
             const detail::OutputRegs16 kr(kd);
-            const bool half_even = kd.half_to_even;
+            std::vector<std::int32_t> local(static_cast<std::size_t>(kh) * wp * B + B);
+            const __m512i zp = _mm512_set1_epi32(input_zero_point);
             for (std::int64_t item = r0; item < r1; ++item) {
                 const std::int64_t r = item / blocks;
                 const int b = static_cast<int>(item % blocks);
                 const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
                 const int c0 = b * B, count = std::min(B, C - c0);
-                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
-                const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
-                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
-                for (int ox = 0; ox < ow; ++ox) {
-                    const TIn* origin = row + std::ptrdiff_t(ox) * g.stride_w * C;
-                    __m512i acc = _mm512_setzero_si512();
-                    for (int t = 0; t < taps; ++t) {
-                        const TIn* src = origin + tap_off[static_cast<std::size_t>(t)];
-                        const __m512i a =
-                            sizeof(TIn) == 1 ? _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)))
-                                             : _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
-                        acc = _mm512_dpwssd_epi32(acc, a, _mm512_loadu_si512(wv + t * B));
+                const __mmask16 lanes = static_cast<__mmask16>((1u << count) - 1u);
+                for (int ky = 0; ky < kh; ++ky) {
+                    std::int32_t* dst = local.data() + static_cast<std::size_t>(ky) * wp * B;
+                    const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+                    if (iy < 0 || iy >= g.in_h) {
+                        std::memset(dst, 0, static_cast<std::size_t>(wp) * B * sizeof(std::int32_t));
+                        continue;
                     }
-                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c,
-                                           half_even ? detail::output_stage16<true>(acc, kr, c0)
-                                                     : detail::output_stage16<false>(acc, kr, c0),
-                                           count);
+                    std::memset(dst, 0, static_cast<std::size_t>(g.pad_left) * B * sizeof(std::int32_t));
+                    std::memset(dst + std::ptrdiff_t(g.pad_left + g.in_w) * B, 0,
+                                static_cast<std::size_t>(g.pad_right) * B * sizeof(std::int32_t));
+                    const TIn* src = input + (std::int64_t(n) * g.in_h + iy) * g.in_w * C + c0;
+                    std::int32_t* d = dst + std::ptrdiff_t(g.pad_left) * B;
+                    for (int ix = 0; ix < g.in_w; ++ix, src += C, d += B) {
+                        __m512i a;
+                        if (sizeof(TIn) == 1)
+                            a = _mm512_cvtepi8_epi32(count == B ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src))
+                                                                : _mm_maskz_loadu_epi8(lanes, src));
+                        else
+                            a = _mm512_cvtepi16_epi32(count == B ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
+                                                                 : _mm256_maskz_loadu_epi16(lanes, src));
+                        _mm512_storeu_si512(d, _mm512_sub_epi32(a, zp));
+                    }
+                }
+                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
+                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                int ox = 0;
+                for (; ox + 4 <= ow; ox += 4) {
+                    const std::int32_t* origin = local.data() + std::ptrdiff_t(ox) * pixel_stride;
+                    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+                    for (int t = 0; t < taps; ++t) {
+                        const __m512i wt = _mm512_loadu_si512(wv + t * B);
+                        const std::int32_t* p = origin + tap_off[static_cast<std::size_t>(t)];
+                        a0 = _mm512_dpwssd_epi32(a0, _mm512_loadu_si512(p), wt);
+                        a1 = _mm512_dpwssd_epi32(a1, _mm512_loadu_si512(p + pixel_stride), wt);
+                        a2 = _mm512_dpwssd_epi32(a2, _mm512_loadu_si512(p + 2 * pixel_stride), wt);
+                        a3 = _mm512_dpwssd_epi32(a3, _mm512_loadu_si512(p + 3 * pixel_stride), wt);
+                    }
+                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(a0, kr, c0), count);
+                    detail::store16_avx512(out + std::int64_t(ox + 1) * g.out_c, detail::stage16(a1, kr, c0), count);
+                    detail::store16_avx512(out + std::int64_t(ox + 2) * g.out_c, detail::stage16(a2, kr, c0), count);
+                    detail::store16_avx512(out + std::int64_t(ox + 3) * g.out_c, detail::stage16(a3, kr, c0), count);
+                }
+                for (; ox < ow; ++ox) {
+                    const std::int32_t* origin = local.data() + std::ptrdiff_t(ox) * pixel_stride;
+                    __m512i acc = _mm512_setzero_si512();
+                    for (int t = 0; t < taps; ++t)
+                        acc = _mm512_dpwssd_epi32(acc, _mm512_loadu_si512(origin + tap_off[static_cast<std::size_t>(t)]),
+                                                  _mm512_loadu_si512(wv + t * B));
+                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(acc, kr, c0), count);
                 }
             }
         });
@@ -611,6 +988,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
 #endif
     if (w.depthwise) {
         // ---- depthwise: 16 channels per step, taps in pairs interleaved for vpmaddwd ----
+        const auto k_ptr = generic_constants();
+        const detail::OutputConstants& k = *k_ptr;
         std::vector<std::int16_t> plain;
         int hp, wp;
         detail::pad_plain(g, input, std::int16_t(0), input_zero_point, plain, hp, wp);
@@ -645,12 +1024,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                             acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, detail::load256(wt + 16)));
                         }
                         TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + c0;
-                        if (k.half_to_even)
-                            detail::store16(out, detail::output_stage8<true>(acc0, k, c0),
-                                            detail::output_stage8<true>(acc1, k, c0 + 8), count);
-                        else
-                            detail::store16(out, detail::output_stage8<false>(acc0, k, c0),
-                                            detail::output_stage8<false>(acc1, k, c0 + 8), count);
+                        detail::store16(out, detail::stage8(acc0, k, c0),
+                                            detail::stage8(acc1, k, c0 + 8), count);
                     }
                 }
             }
@@ -670,7 +1045,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 static_cast<std::uint32_t>(std::int64_t(input_zero_point + 128) * w.weight_sum[static_cast<std::size_t>(c)]));
         Requantization rq_u8 = rq;
         rq_u8.bias = bias.data();
-        const detail::OutputConstants k8(rq_u8, g.groups, g.out_c_per_group(), w.blocks32_per_group * 32, Round{});
+        const auto k8_ptr = detail::output_constants<Round>(w, rq_u8, g.groups, g.out_c_per_group(), w.blocks32_per_group * 32);
+        const detail::OutputConstants& k8 = *k8_ptr;
         std::vector<std::uint8_t> buf;
         int hp, wp, cs;
         detail::offset_and_pad_u8(g, input, input_zero_point, w.quads, buf, hp, wp, cs);
@@ -684,7 +1060,6 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         const std::size_t block_weights = static_cast<std::size_t>(taps) * quads * 128;
         parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
             const detail::OutputRegs16 kr(k8);
-            const bool half_even = k8.half_to_even;
             for (std::int64_t item = i0; item < i1; ++item) {
                 const std::int64_t row = item / blocks;
                 const int blk = static_cast<int>(item % blocks);
@@ -716,8 +1091,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                         for (int h = 0; h < 2 && 16 * h < count; ++h) {
                             const int vc = v0 + 16 * h, cnt = std::min(16, count - 16 * h);
                             detail::store16_avx512(o + 16 * h,
-                                                   half_even ? detail::output_stage16<true>(acc[m][h], kr, vc)
-                                                             : detail::output_stage16<false>(acc[m][h], kr, vc),
+                                                   detail::stage16(acc[m][h], kr, vc),
                                                    cnt);
                         }
                     }
@@ -750,6 +1124,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             chunk_start.push_back(w.taps);
         }
         if (splittable) {
+            const auto k_ptr = generic_constants();
+            const detail::OutputConstants& k = *k_ptr;
             const bool single_chunk = chunk_start.size() == 2 && !wide;
             std::vector<std::int16_t> buf;
             int hp, wp, cs;
@@ -765,7 +1141,6 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
             parallel_for(ctx, std::int64_t(g.batch) * oh * items_per_row, [&](std::int64_t i0, std::int64_t i1) {
                 const detail::OutputRegs16 kr(k);
-                const bool half_even = k.half_to_even;
                 std::vector<std::int64_t> sums(8 * 32);
                 for (std::int64_t item = i0; item < i1; ++item) {
                     const std::int64_t row = item / items_per_row;
@@ -821,9 +1196,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                                     }
                                     v = _mm512_load_si512(narrow);
                                 }
-                                detail::store16_avx512(o, half_even ? detail::output_stage16<true>(v, kr, v0)
-                                                                    : detail::output_stage16<false>(v, kr, v0),
-                                                       count);
+                                detail::store16_avx512(o, detail::stage16(v, kr, v0), count);
                             }
                     }
                 }
@@ -834,6 +1207,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
 #endif
 
     // ---- dense / grouped ----
+    const auto k_ptr = generic_constants();
+    const detail::OutputConstants& k = *k_ptr;
     std::vector<std::int16_t> buf;
     int hp, wp, cs;
     detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
@@ -877,12 +1252,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 if (!wide) {
                     run(tap_off.data(), taps, 0, cpairs, wb);
                     for (int m = 0; m < mr; ++m) {
-                        if (k.half_to_even)
-                            detail::store16(out + std::int64_t(m) * g.out_c, detail::output_stage8<true>(acc[m][0], k, v0),
-                                            detail::output_stage8<true>(acc[m][1], k, v0 + 8), count);
-                        else
-                            detail::store16(out + std::int64_t(m) * g.out_c, detail::output_stage8<false>(acc[m][0], k, v0),
-                                            detail::output_stage8<false>(acc[m][1], k, v0 + 8), count);
+                        detail::store16(out + std::int64_t(m) * g.out_c, detail::stage8(acc[m][0], k, v0),
+                                            detail::stage8(acc[m][1], k, v0 + 8), count);
                     }
                     continue;
                 }
@@ -931,10 +1302,8 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     TOut* o = out + std::int64_t(m) * g.out_c;
                     if (fits) {
                         const __m256i a0 = detail::load256(narrow), a1 = detail::load256(narrow + 8);
-                        if (k.half_to_even)
-                            detail::store16(o, detail::output_stage8<true>(a0, k, v0), detail::output_stage8<true>(a1, k, v0 + 8), count);
-                        else
-                            detail::store16(o, detail::output_stage8<false>(a0, k, v0), detail::output_stage8<false>(a1, k, v0 + 8), count);
+                        detail::store16(o, detail::stage8(a0, k, v0),
+                                            detail::stage8(a1, k, v0 + 8), count);
                     } else {
                         for (int j = 0; j < count; ++j)
                             o[j] = requantize_output<TOut, Round>(sums[j], rq, static_cast<std::size_t>(co0 + j));
@@ -959,6 +1328,62 @@ inline void gemm(const KernelContext& ctx, const GemmGeometry& gg, const TA* a, 
                "gemm N " + std::to_string(gg.n) + ", K " + std::to_string(gg.k) + ": the packed weights were made for " +
                    b.geometry.to_string());
     conv2d<Arch, Round>(ctx, g, a, zp_a, b, rq, c);
+}
+
+/// The output stage of conv2d / gemm alone, on `pixels` rows of `channels` int32 accumulators
+/// (row-major): out[p][c] = requantize_output(acc[p][c], rq, c). Equals the reference bit for bit;
+/// it is the same vector code the AVX-512 convolutions run, exposed for tests and callers with
+/// their own accumulators.
+template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TOut>
+inline void requantize_accumulators(const std::int32_t* acc, std::int64_t pixels, int channels, const Requantization& rq,
+                                    TOut* out) {
+    static_assert(is_output_type<TOut>, "bpuq: the output stage writes int8, int16 or int32");
+#if BPUQ_SIMD_HAS_AVX512_VNNI
+    if constexpr (simd_level<Arch> == Level::avx512_vnni) {
+        const int padded = (channels + 15) / 16 * 16;
+        const detail::OutputConstants k(rq, 1, channels, padded, Round{});
+        const detail::OutputRegs16 kr(k);
+        for (std::int64_t p = 0; p < pixels; ++p)
+            for (int c0 = 0; c0 < channels; c0 += 16) {
+                const int count = std::min(16, channels - c0);
+                const __m512i v = _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << count) - 1u), acc + p * channels + c0);
+                detail::store16_avx512(out + p * channels + c0, detail::stage16(v, kr, c0), count);
+            }
+        return;
+    }
+#endif
+#if BPUQ_SIMD_HAS_AVX2
+    if constexpr (simd_level<Arch> == Level::avx2) {
+        const int padded = (channels + 15) / 16 * 16;
+        const detail::OutputConstants k(rq, 1, channels, padded, Round{});
+        alignas(32) std::int32_t tmp[16];
+        for (std::int64_t p = 0; p < pixels; ++p)
+            for (int c0 = 0; c0 < channels; c0 += 16) {
+                const int count = std::min(16, channels - c0);
+                std::fill(tmp, tmp + 16, 0);
+                std::copy(acc + p * channels + c0, acc + p * channels + c0 + count, tmp);
+                detail::store16(out + p * channels + c0, detail::stage8(detail::load256(tmp), k, c0),
+                                detail::stage8(detail::load256(tmp + 8), k, c0 + 8), count);
+            }
+        return;
+    }
+#endif
+    for (std::int64_t p = 0; p < pixels; ++p)
+        for (int c = 0; c < channels; ++c)
+            out[p * channels + c] = requantize_output<TOut, Round>(acc[p * channels + c], rq, static_cast<std::size_t>(c));
+}
+
+/// Whether the 32-bit output stage (docs/ARITHMETIC.md) applies to these parameters on the
+/// AVX-512 paths (false: the 64-bit stage runs; both are exact). For tests and benchmarks.
+template <class Round = RoundHalfAwayFromZero>
+inline bool fast_output_stage_applies(const Requantization& rq, int channels) {
+#if BPUQ_SIMD_HAS_AVX2
+    return detail::OutputConstants(rq, 1, channels, (channels + 15) / 16 * 16, Round{}).fast;
+#else
+    (void)rq;
+    (void)channels;
+    return false;
+#endif
 }
 
 }  // namespace simd
