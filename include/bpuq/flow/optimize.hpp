@@ -329,6 +329,23 @@ inline OptimizeResult optimize(const nlohmann::json& base, const std::string& so
         }
     }
 
+    // ---- pin the calibration choice: a `default` (search) config re-searches in every trial,
+    // and with int16 or CPU nodes its fake-quant scoring may pick another method than the one
+    // steps 1-2 measured on the program; steps 3-4 change one thing at a time ----
+    if (!done() && best().error.empty() && best().config["calibration_parameters"].value("calibration_type", "default") == "default") {
+        std::ifstream f((fs::absolute(opt.work_dir) / ("trial_" + std::to_string(result.best)) / "report.json").string());
+        const nlohmann::json chosen = nlohmann::json::parse(f).at("calibration");
+        const std::string method = chosen.value("method_name", "");
+        if (method == "max" || method == "kl" || method == "mse" || method == "percentile") {
+            Trial& b = result.trials[result.best];
+            b.config["calibration_parameters"]["calibration_type"] = method;
+            b.config["calibration_parameters"]["max_percentile"] = chosen.value("max_percentile", 1.0);
+            if (chosen.value("per_channel", false)) b.config["calibration_parameters"]["per_channel"] = true;
+            detail::set_optimization_item(b.config, "asymmetric", chosen.value("asymmetric", false));
+            log << "  the default search chose " << chosen.value("method", method) << ": pinned for the next steps\n";
+        }
+    }
+
     // ---- 3. int16 for the nodes that help most ----
     if (!done() && base_cfg.int16_allowed()) {
         const std::size_t plan_samples = opt.sensitivity_samples ? opt.sensitivity_samples : opt.eval_samples;
