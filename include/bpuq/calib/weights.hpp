@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../graph/ir.hpp"
+#include "../quant/quantize.hpp"
 #include "quant_plan.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -27,8 +28,9 @@ inline int weight_axis(const graph::Node& n, std::size_t index) {
 /// The step of the grid a channel's weights already lie on, when every weight is an integer
 /// multiple of it no larger than `qmax` (weights exported from a quantized model — e.g. a TFLite
 /// uint8 model converted to float — keep their grid, per channel after BatchNorm folding); else 0.
-/// The step is the smallest gap between the sorted distinct magnitudes (and zero), accepted only
-/// when every magnitude is within 1e-3 of a multiple of it: random float weights never pass.
+/// The step is the smallest gap between the sorted distinct magnitudes (and zero), refined by least
+/// squares, accepted only when every magnitude is within 1e-3 of a multiple of it: random float
+/// weights never pass.
 inline float weight_grid_step(const float* p, std::int64_t len, int qmax) {
     std::vector<float> v;
     v.reserve(std::size_t(len));
@@ -40,16 +42,22 @@ inline float weight_grid_step(const float* p, std::int64_t len, int qmax) {
     double step = v[0];
     for (std::size_t i = 1; i < v.size(); ++i) step = std::min(step, double(v[i]) - double(v[i - 1]));
     if (!(step > 0.0)) return 0.0f;
+    // the gap of two float32 weights carries their rounding (relative error up to ~k * 2^-23):
+    // assign each weight its multiple with that estimate, refine the step by least squares over
+    // all of them, and only then require every weight to sit on the refined grid
     double kv = 0.0, kk = 0.0;
     for (float x : v) {
-        const double k = double(x) / step;
-        if (k > double(qmax) + 1e-3 || std::fabs(k - std::round(k)) > 1e-3) return 0.0f;
-        kv += std::round(k) * double(x);
-        kk += std::round(k) * std::round(k);
+        const double k = std::round(double(x) / step);
+        if (k > double(qmax) + 0.5) return 0.0f;
+        kv += k * double(x);
+        kk += k * k;
     }
-    // the gap of two float32 weights carries their rounding: the least-squares step over all of
-    // them is the grid's own to about float precision
-    return static_cast<float>(kv / kk);
+    const double refined = kv / kk;
+    for (float x : v) {
+        const double k = double(x) / refined;
+        if (k > double(qmax) + 1e-3 || std::fabs(k - std::round(k)) > 1e-3) return 0.0f;
+    }
+    return static_cast<float>(refined);
 }
 
 /// Symmetric narrow-range per-channel parameters along `axis` of a float weight tensor. A channel
