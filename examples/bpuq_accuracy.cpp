@@ -2,6 +2,8 @@
 // side by side on the same preprocessed samples; also writes calibration folders for a recipe.
 #include <bpuq/emul/executor.hpp>
 #include <bpuq/emul/program_format.hpp>
+#include <bpuq/emul/runtime_input.hpp>
+#include <bpuq/flow/colour_conversion.hpp>
 #include <bpuq/graph/executor.hpp>
 #include <bpuq/io/npy.hpp>
 #include <bpuq/onnx/import.hpp>
@@ -27,7 +29,8 @@ int usage(const std::string& why) {
                  "         [--data DIR] [--split evaluation|calibration] [--limit N] [--threads N]\n"
                  "         [--onnx MODEL.onnx]...        float model taking raw pixels (e.g. *_original_float_model.onnx)\n"
                  "         [--onnx-source MODEL.onnx]... float model taking normalized input (the recipe's mean/scale applied)\n"
-                 "         [--program MODEL.bpuq]...     integer program (raw pixels in)\n"
+                 "         [--program MODEL.bpuq]...     integer program (raw pixels in; converted to its\n"
+                 "                                       input_type_rt, e.g. NV12, when that differs)\n"
                  "         [--json OUT.json]\n"
                  "       bpuq_accuracy --recipe NAME --write-calibration DIR [--split calibration] [--limit N]\n"
                  "                     [--write-labels L.npy]   the samples' classes as output indices (int64)\n";
@@ -39,6 +42,7 @@ struct Model {
     std::unique_ptr<graph::Executor> graph;
     std::unique_ptr<emul::ProgramExecutor> program;
     bool normalize = false;
+    config::InputSpec colour;  ///< a program's runtime colour type (the recipe's pixels are the training type)
     std::atomic<int> correct{0};
 };
 
@@ -115,13 +119,14 @@ int main(int argc, char** argv) {
             auto m = std::make_unique<Model>();
             m->label = kv.second;
             if (kv.first == "--program") {
-                std::ifstream f(kv.second, std::ios::binary);
-                if (!f) throw Error("driver.open", "cannot open '" + kv.second + "'");
-                std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-                emul::Program p;
-                std::string err;
-                if (emul::deserialize_program(bytes.data(), bytes.size(), p, &err) != Status::ok)
-                    throw Error("driver.program", "'" + kv.second + "': " + err);
+                emul::Program p = emul::load_program_file(kv.second);
+                const emul::RuntimeInputFormat rf = emul::runtime_input_format(p, p.tensors[std::size_t(p.inputs.at(0))].name);
+                if (rf.image) {
+                    m->colour.type_train = rf.type_train;
+                    m->colour.type_rt = rf.type_rt;
+                    m->colour.layout_train = rf.layout_train;
+                    m->colour.space_and_range = rf.space_and_range;
+                }
                 m->program = std::make_unique<emul::ProgramExecutor>(std::move(p));
             } else {
                 m->graph = std::make_unique<graph::Executor>(onnx_io::load_model(kv.second));
@@ -147,6 +152,8 @@ int main(int argc, char** argv) {
                                 for (std::int64_t p = 0; p < plane; ++p) in.data<float>()[c * plane + p] = (in.data<float>()[c * plane + p] - mean) * sc;
                             }
                         }
+                        // an NV12/YUV program sees the picture as the device would deliver it
+                        if (m->program) in = flow::calibration_sample_to_model_input(in, m->colour);
                         const Tensor y = m->graph ? m->graph->run({in}, ctx)[0] : m->program->run({in})[0];
                         if (argmax(y) == samples[s].label + recipe.label_offset) ++m->correct;
                     }

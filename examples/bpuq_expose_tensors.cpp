@@ -26,12 +26,7 @@ int main(int argc, char** argv) {
     const std::string in = argv[1], out = argv[2];
     try {
         if (in.size() > 5 && in.substr(in.size() - 5) == ".bpuq") {
-            std::ifstream f(in, std::ios::binary);
-            const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), {});
-            bpuq::emul::Program p;
-            std::string err;
-            BPUQ_CHECK(bpuq::emul::deserialize_program(bytes.data(), bytes.size(), p, &err) == bpuq::Status::ok,
-                       "expose.program", "'" + in + "' is not a valid bpuq program: " + err);
+            bpuq::emul::Program p = bpuq::emul::load_program_file(in);
             p.outputs.clear();
             for (std::size_t i = 0; i < p.tensors.size(); ++i) {
                 auto& t = p.tensors[i];

@@ -8,8 +8,11 @@
 // samples are run one by one and the outputs stacked; otherwise the arrays are fed whole.
 // --output writes the first graph output; --output-dir writes every output as <name>.npy.
 // --repeat K runs every sample K times and prints the median latency per sample.
+// A program's image input takes float32 pixels in the training layout or uint8 pixels as the
+// device feeds them (input_type_rt / input_layout_rt; NV12 as [N, H*3/2, W]).
 #include <bpuq/emul/executor.hpp>
 #include <bpuq/emul/program_format.hpp>
+#include <bpuq/emul/runtime_input.hpp>
 #include <bpuq/io/calibration_data.hpp>
 #include <bpuq/io/npy.hpp>
 #include <bpuq/onnx.hpp>
@@ -70,6 +73,8 @@ struct Runner {
     virtual std::vector<std::string> outputs() const = 0;
     /// The input's shape when known (empty otherwise).
     virtual bpuq::Shape input_shape(std::size_t k) const = 0;
+    /// Every shape a sample of input k may have (a program's image input also takes its runtime form).
+    virtual std::vector<bpuq::Shape> sample_shapes(std::size_t k) const { return {input_shape(k)}; }
     virtual std::vector<bpuq::Tensor> run(const std::vector<bpuq::Tensor>& feed) const = 0;
 };
 
@@ -87,9 +92,13 @@ struct GraphRunner : Runner {
 };
 
 /// Integer programs take their program inputs' dtype (float32 for the training-space inputs);
-/// other numeric .npy dtypes (e.g. uint8 pixels) are converted.
+/// other numeric .npy dtypes are converted. An image input also takes uint8 pixels in its runtime
+/// type and layout (input_type_rt / input_layout_rt, e.g. NV12 as [N, H*3/2, W]).
 struct ProgramRunner : Runner {
-    ProgramRunner(bpuq::emul::Program p, int threads) : ex(std::move(p), {threads, true}) {}
+    ProgramRunner(bpuq::emul::Program p, int threads) : ex(std::move(p), {threads, true}) {
+        for (auto id : ex.program().inputs)
+            formats.push_back(bpuq::emul::runtime_input_format(ex.program(), ex.program().tensors[std::size_t(id)].name));
+    }
     std::vector<std::string> names(const std::vector<std::int32_t>& ids) const {
         std::vector<std::string> n;
         for (auto id : ids) n.push_back(ex.program().tensors[std::size_t(id)].name);
@@ -100,26 +109,27 @@ struct ProgramRunner : Runner {
     bpuq::Shape input_shape(std::size_t k) const override {
         return ex.program().tensors[std::size_t(ex.program().inputs[k])].shape;
     }
+    /// The shape of a uint8 runtime sample when it differs from the program input's (NV12, NHWC).
+    bpuq::Shape runtime_shape(std::size_t k) const { return bpuq::emul::runtime_input_shape(formats[k], input_shape(k)); }
+    std::vector<bpuq::Shape> sample_shapes(std::size_t k) const override { return {input_shape(k), runtime_shape(k)}; }
     std::vector<bpuq::Tensor> run(const std::vector<bpuq::Tensor>& feed) const override {
         std::vector<bpuq::Tensor> in;
         for (std::size_t k = 0; k < feed.size(); ++k) {
             const auto& t = ex.program().tensors[std::size_t(ex.program().inputs[k])];
-            in.push_back(t.dtype == bpuq::DType::float32 ? bpuq::io::to_float32(feed[k]) : feed[k]);
+            if (formats[k].image && feed[k].dtype() == bpuq::DType::uint8 && feed[k].shape() == runtime_shape(k))
+                in.push_back(bpuq::emul::runtime_to_program_input(feed[k], formats[k], t.shape, t.name));
+            else
+                in.push_back(t.dtype == bpuq::DType::float32 ? bpuq::io::to_float32(feed[k]) : feed[k]);
         }
         return ex.run(in);
     }
     bpuq::emul::ProgramExecutor ex;
+    std::vector<bpuq::emul::RuntimeInputFormat> formats;
 };
 
 std::unique_ptr<Runner> open_model(const std::string& path, bool optimize, int threads) {
     if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".bpuq") == 0) {
-        std::ifstream f(path, std::ios::binary);
-        BPUQ_CHECK(f.good(), "infer.open", "cannot open integer program '" + path + "'");
-        const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        bpuq::emul::Program p;
-        std::string err;
-        const bpuq::Status st = bpuq::emul::deserialize_program(bytes.data(), bytes.size(), p, &err);
-        BPUQ_CHECK(st == bpuq::Status::ok, "infer.program", "'" + path + "' is not a valid bpuq program: " + err);
+        bpuq::emul::Program p = bpuq::emul::load_program_file(path);
         return std::make_unique<ProgramRunner>(std::move(p), threads);
     }
     bpuq::graph::Graph g = bpuq::onnx_io::load_model(path);
@@ -177,7 +187,9 @@ int main(int argc, char** argv) {
         for (std::size_t k = 0; k < gi.size(); ++k) {
             const bpuq::Shape shape = ex->input_shape(k);
             const bool batch1 = !shape.empty() && shape[0] == 1;
-            per_sample = per_sample && batch1 && arrays[k].rank() == shape.size();
+            bool rank_fits = false;
+            for (const auto& s : ex->sample_shapes(k)) rank_fits = rank_fits || arrays[k].rank() == s.size();
+            per_sample = per_sample && batch1 && rank_fits;
             BPUQ_CHECK(arrays[k].rank() >= 1, "infer.inputs", "input '" + inputs[k] + "' is a scalar; need a sample axis");
             BPUQ_CHECK(samples < 0 || samples == arrays[k].dim(0), "infer.inputs",
                        "inputs have different sample counts (first axis)");
@@ -210,8 +222,8 @@ int main(int argc, char** argv) {
         if (repeat > 0) {
             std::sort(latencies.begin(), latencies.end());
             const double median = latencies[latencies.size() / 2];
-            std::printf("median latency per %s: %.3f ms over %zu runs (%d thread%s)\n", per_sample ? "sample" : "batch",
-                        median, latencies.size(), threads, threads == 1 ? "" : "s");
+            std::printf("median latency per %s: %.3f ms (min %.3f ms) over %zu runs (%d thread%s)\n", per_sample ? "sample" : "batch",
+                        median, latencies.front(), latencies.size(), threads, threads == 1 ? "" : "s");
         }
     } catch (const bpuq::Error& e) {
         std::cerr << "bpuq_infer: " << e.what() << "\n";

@@ -8,23 +8,7 @@
 const fs = require('fs');
 const ort = require('onnxruntime-node');
 
-function readNpy(file) {
-  const buf = fs.readFileSync(file);
-  if (buf.toString('latin1', 1, 6) !== 'NUMPY') throw new Error(file + ': not an npy file');
-  const major = buf[6];
-  const hlen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + hlen);
-  const descr = header.match(/'descr': '([^']*)'/)[1];
-  const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(',').filter(s => s.trim()).map(Number);
-  const raw = buf.buffer.slice(buf.byteOffset + start + hlen, buf.byteOffset + buf.length);
-  let data;
-  if (descr === '<f4') data = new Float32Array(raw);
-  else if (descr === '|u1') data = new Uint8Array(raw);
-  else if (descr === '|i1') data = new Int8Array(raw);
-  else throw new Error(file + ': dtype ' + descr + ' not supported here (float32, uint8, int8)');
-  return { shape, data };
-}
+const { readNpy } = require('./npy');
 
 async function main() {
   const [modelPath, inputsPath, programPath, calPath, outName] = process.argv.slice(2);

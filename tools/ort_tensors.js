@@ -14,19 +14,7 @@ const fs = require('fs');
 const path = require('path');
 const ort = require('onnxruntime-node');
 
-function readNpy(file) {
-  const buf = fs.readFileSync(file);
-  const major = buf[6];
-  const hlen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const start = major === 1 ? 10 : 12;
-  const header = buf.toString('latin1', start, start + hlen);
-  const descr = header.match(/'descr': '([^']*)'/)[1];
-  const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(',').filter(s => s.trim()).map(Number);
-  const raw = buf.buffer.slice(buf.byteOffset + start + hlen, buf.byteOffset + buf.length);
-  const T = { '<f4': Float32Array, '|u1': Uint8Array, '|i1': Int8Array, '<i2': Int16Array, '<i4': Int32Array }[descr];
-  if (!T) throw new Error(file + ': dtype ' + descr + ' not supported');
-  return { shape, data: new T(raw) };
-}
+const { readNpy } = require('./npy');
 // bpuq_infer --output-dir file names; bpuq_expose_tensors keeps the last 200 characters of long names
 const fileSafe = s => (s.length > 200 ? s.slice(-200) : s).replace(/[^A-Za-z0-9_.-]/g, '_');
 

@@ -6,3 +6,4 @@
 #include "observe.hpp"
 #include "emul/program.hpp"
 #include "emul/program_format.hpp"
+#include "emul/runtime_input.hpp"

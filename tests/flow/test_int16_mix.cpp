@@ -41,14 +41,6 @@ std::unique_ptr<Run> convert_resnet8(const std::string& name, const std::string&
     return r;
 }
 
-emul::Program load_program(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    emul::Program p;
-    std::string err;
-    REQUIRE_MESSAGE(emul::deserialize_program(bytes.data(), bytes.size(), p, &err) == Status::ok, err);
-    return p;
-}
 
 double output_cosine(const Run& r) { return r.result.report.at("outputs").at(0).at("cosine_similarity").get<double>(); }
 
@@ -64,7 +56,7 @@ TEST_CASE("int16 nodes get int16 weights whose biases stay inside int32, and bea
     if (!have_resnet8()) return;
     const auto int8 = convert_resnet8("i8", "max", "");
     const auto int16 = convert_resnet8("i16", "max", "set_all_nodes_int16");
-    const emul::Program p = load_program(int16->result.artifacts.at("integer_program"));
+    const emul::Program p = emul::load_program_file(int16->result.artifacts.at("integer_program"));
     std::size_t weights16 = 0, convs = 0;
     for (const auto& n : p.nodes) {
         if (n.op != "conv2d" && n.op != "gemm") continue;

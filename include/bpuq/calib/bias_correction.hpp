@@ -66,6 +66,7 @@ inline bool correctable(const graph::Graph& g, const graph::Node& n, const Quant
     const auto np = plan.nodes.find(n.name);
     if (np == plan.nodes.end() || !np->second.on_bpu || n.inputs.size() < 2 || !weights.count(n.inputs[1])) return false;
     if (!plan.is_quantized(n.inputs[0])) return false;
+    if (plan.fixed_weights.count(n.inputs[1])) return false;  // a fixed-point conversion computes exactly what it defines
     const Tensor& w = *g.initializer(n.inputs[1]);
     std::int64_t channels = w.dim(0);
     if (n.op_type == "Gemm") {

@@ -87,11 +87,13 @@ inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan,
             qdq_pair(t, t + "_dequantized", acts.at(t), out.nodes);
             rename[t] = t + "_dequantized";
         }
-    // weights: int8 initializer + DequantizeLinear (per axis), or fake-quantized float values
+    // weights: int8 initializer + DequantizeLinear (per axis), or fake-quantized float values —
+    // also for int16 weights (a colour conversion's coefficients), whose DequantizeLinear would need
+    // opset 21: their dequantized values are exact in float32 and so is ONNX Runtime's float Conv
     for (const auto& kv : weights) {
         const Tensor& w = *g.initializer(kv.first);
         const Tensor qw = quantize_tensor(w, kv.second);
-        if (per_axis) {
+        if (per_axis && kv.second.bits == 8) {
             const std::string qname = out.unique_name(kv.first + "_int8");
             out.initializers[qname] = qw;
             const std::string s = out.unique_name(kv.first + "_scale"), z = out.unique_name(kv.first + "_zero_point");

@@ -43,6 +43,10 @@ struct QuantPlan {
     /// Tensors that need their own calibration (quantized, not an alias), in graph order.
     std::vector<std::string> calibrated;
 
+    /// Weights whose parameters are fixed by convention instead of derived from their values
+    /// (the fixed-point coefficients of an inserted colour conversion, flow/colour_conversion.hpp).
+    std::map<std::string, QParams> fixed_weights;
+
     /// The tensor whose parameters `t` uses (itself unless it is a passthrough alias).
     std::string root_of(const std::string& t) const {
         std::string cur = t;

@@ -107,7 +107,8 @@ inline QParams int16_weight_qparams(const Tensor& w, int axis, const Tensor* bia
 }
 
 /// Parameters of every weight initializer read by a BPU node (Conv/Gemm/MatMul input 1): int8,
-/// or int16 when the node's input tensor is int16 and `activations` (its scale) is given.
+/// or int16 when the node's input tensor is int16 and `activations` (its scale) is given; the
+/// plan's fixed_weights as they are.
 inline std::map<std::string, QParams> quantize_weights(const graph::Graph& g, const QuantPlan& plan,
                                                        const std::map<std::string, QParams>* activations = nullptr) {
     std::map<std::string, QParams> out;
@@ -120,6 +121,10 @@ inline std::map<std::string, QParams> quantize_weights(const graph::Graph& g, co
             const Tensor& w = *g.initializer(n.inputs[i]);
             if (w.dtype() != DType::float32) continue;
             if (axis == -2) axis = static_cast<int>(w.rank()) - 1;
+            if (auto fixed = plan.fixed_weights.find(n.inputs[i]); fixed != plan.fixed_weights.end()) {
+                out[n.inputs[i]] = fixed->second;
+                continue;
+            }
             const std::string& x = n.inputs[0];
             const auto in = activations ? activations->find(x) : std::map<std::string, QParams>::const_iterator{};
             // a float model output dequantized from the int32 accumulator keeps int8 weights: 16 x 16

@@ -15,6 +15,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -375,6 +377,18 @@ inline Status deserialize_program(const std::uint8_t* data, std::size_t size, Pr
     if (r.remaining() != 0) return bad(std::to_string(r.remaining()) + " unexpected bytes after the last node");
     out = std::move(p);
     return Status::ok;
+}
+
+/// Reads and validates a .bpuq file; an unreadable or invalid file is a bpuq::Error naming it.
+inline Program load_program_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    BPUQ_CHECK(f.good(), "program.open", "cannot open integer program '" + path + "'");
+    const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    Program p;
+    std::string err;
+    const Status st = deserialize_program(bytes.data(), bytes.size(), p, &err);
+    BPUQ_CHECK(st == Status::ok, "program.invalid", "'" + path + "' is not a valid bpuq program: " + err);
+    return p;
 }
 
 }  // namespace emul

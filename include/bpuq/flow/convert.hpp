@@ -33,6 +33,7 @@
 #include "../io/random_samples.hpp"
 #include "../onnx/export.hpp"
 #include "../onnx/import.hpp"
+#include "colour_conversion.hpp"
 #include "mix.hpp"
 #include "preprocess.hpp"
 
@@ -225,8 +226,15 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     t0 = clock::now();
     log.line("[2/7] original float model: inserting preprocessing");
     graph::Graph original = source;
+    std::vector<ColourConversion> colour(model_inputs.size());
     for (std::size_t i = 0; i < model_inputs.size(); ++i) {
-        const std::string seen = insert_preprocessing(original, model_inputs[i], *spec_of[i]);
+        colour[i] = insert_colour_conversion(original, model_inputs[i], *spec_of[i]);
+        if (!colour[i].conv_node.empty())
+            log.line("  input '" + model_inputs[i] + "': runtime " + spec_of[i]->type_rt +
+                     (spec_of[i]->type_rt == "nv12" ? " (fed as yuv444, " + spec_of[i]->space_and_range + ")" : std::string()) +
+                     " -> training " + spec_of[i]->type_train + ": colour conversion '" + colour[i].conv_node + "' inserted");
+        const std::string seen =
+            insert_preprocessing(original, colour[i].output.empty() ? model_inputs[i] : colour[i].output, *spec_of[i]);
         // a QDQ model's input quantization describes what its first layers read: the normalized tensor
         auto it = qdq.activations.find(model_inputs[i]);
         if (seen != model_inputs[i] && it != qdq.activations.end()) {
@@ -263,7 +271,11 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
 
     // ---- 4. calibration ----
     t0 = clock::now();
-    const calib::QuantPlan plan = calib::make_quant_plan(optimized, cfg);
+    const calib::QuantPlan plan = [&] {
+        calib::QuantPlan p = calib::make_quant_plan(optimized, cfg);
+        for (const auto& cc : colour) fix_colour_conversion(p, optimized, cc);
+        return p;
+    }();
     std::size_t bpu_nodes = 0;
     for (const auto& kv : plan.nodes) bpu_nodes += kv.second.on_bpu;
     log.line("[4/7] calibration: " + std::to_string(bpu_nodes) + " of " + std::to_string(optimized.nodes.size()) +
@@ -277,10 +289,21 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     }
     const bool random_data = skip || !have_data;
     const io::CalibrationSet data = [&] {
-        if (!random_data) return io::CalibrationSet(specs);
-        std::vector<bool> pixels;
-        for (std::size_t i = 0; i < model_inputs.size(); ++i) pixels.push_back(spec_of[i]->is_image());
-        return io::random_calibration_set(specs, pixels, std::max<std::size_t>(1, opt.random_samples));
+        io::CalibrationSet set = [&] {
+            if (!random_data) return io::CalibrationSet(specs);
+            std::vector<bool> pixels;
+            for (std::size_t i = 0; i < model_inputs.size(); ++i) pixels.push_back(spec_of[i]->is_image());
+            return io::random_calibration_set(specs, pixels, std::max<std::size_t>(1, opt.random_samples));
+        }();
+        // samples come in the training colour type; the model input takes the runtime one
+        for (std::size_t i = 0; i < model_inputs.size(); ++i)
+            if (spec_of[i]->is_image() && spec_of[i]->type_rt != spec_of[i]->type_train) {
+                const config::InputSpec spec = *spec_of[i];
+                set.set_transform(i, [spec](const Tensor& t) { return calibration_sample_to_model_input(t, spec); });
+                log.line("  calibration samples of '" + model_inputs[i] + "' (" + spec.type_train + ") converted to " +
+                         (spec.type_rt == "nv12" ? std::string("NV12 (YUV444 with 4:2:0 chroma)") : spec.type_rt));
+            }
+        return set;
     }();
     if (random_data)
         log.line("  calibration samples: " + std::to_string(data.size()) + " RANDOM samples (" +
@@ -505,6 +528,14 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     emul::Program program = emul::lower_to_program(quant_graph, plan, acts, weights, rounding);
     program.metadata["source_model"] = cfg.onnx_model;
     program.metadata["calibration"] = method;
+    for (std::size_t i = 0; i < model_inputs.size(); ++i) {  // what the device feeds (emul/runtime_input.hpp)
+        const std::string key = "input." + model_inputs[i] + ".";
+        program.metadata[key + "type_rt"] = spec_of[i]->type_rt;
+        program.metadata[key + "layout_rt"] = spec_of[i]->layout_rt;
+        program.metadata[key + "type_train"] = spec_of[i]->type_train;
+        program.metadata[key + "layout_train"] = spec_of[i]->layout_train;
+        program.metadata[key + "space_and_range"] = spec_of[i]->space_and_range;
+    }
     {
         const std::vector<std::uint8_t> bytes = emul::serialize_program(program);
         io::write_file_atomic(prefix + ".bpuq", bytes);

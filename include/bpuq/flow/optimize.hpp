@@ -229,6 +229,10 @@ inline OptimizeResult optimize(const nlohmann::json& base, const std::string& so
                     }
                     BPUQ_CHECK(specs.size() == 1, "optimize.target", "the top-1 target supports models with one input");
                     eval = std::make_unique<io::CalibrationSet>(specs);
+                    // labelled samples are in the training colour type, like calibration samples
+                    const config::InputSpec& spec = cfg.inputs.front();
+                    if (spec.is_image() && spec.type_rt != spec.type_train)
+                        eval->set_transform(0, [spec](const Tensor& x) { return calibration_sample_to_model_input(x, spec); });
                     labels = detail::read_labels(target.eval_labels);
                     BPUQ_CHECK(labels.size() == eval->size(), "optimize.labels",
                                "'" + target.eval_labels + "' has " + std::to_string(labels.size()) + " labels but '" + target.eval_dir +
@@ -239,11 +243,7 @@ inline OptimizeResult optimize(const nlohmann::json& base, const std::string& so
                     });
                     log << "  float model top-1 on " << eval->size() << " labelled samples: " << result.float_top1 << "%\n";
                 }
-                std::ifstream f(cr.artifacts.at("integer_program"), std::ios::binary);
-                const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-                emul::Program p;
-                std::string err;
-                BPUQ_CHECK(emul::deserialize_program(bytes.data(), bytes.size(), p, &err) == Status::ok, "optimize.program", err);
+                emul::Program p = emul::load_program_file(cr.artifacts.at("integer_program"));
                 const emul::ProgramExecutor pexec(std::move(p));
                 t.top1 = detail::top1_of(*eval, labels, threads, [&](const std::vector<Tensor>& in, const graph::ExecContext&) {
                     return pexec.run(in)[0];

@@ -11,8 +11,8 @@
 BPUQ_NAMESPACE_BEGIN
 namespace flow {
 
-/// Inserts Sub(mean) and/or Mul(scale) after graph input `input`; every former reader of the
-/// input reads the normalized tensor, whose name is returned (`input` itself for norm_type
+/// Inserts Sub(mean) and/or Mul(scale) after `input` (a graph input, or the output of its colour
+/// conversion); every former reader of it reads the normalized tensor, whose name is returned (`input` itself for norm_type
 /// no_preprocess, which inserts nothing).
 inline std::string insert_preprocessing(graph::Graph& g, const std::string& input, const config::InputSpec& spec) {
     const bool mean = !spec.mean.empty(), scale = !spec.scale.empty();
@@ -58,7 +58,9 @@ inline std::string insert_preprocessing(graph::Graph& g, const std::string& inpu
             if (i == input) i = current;
     for (auto& o : g.outputs)
         if (o == input) o = current;
-    g.nodes.insert(g.nodes.begin(), pre.begin(), pre.end());
+    // right after the producer of `input` (an inserted colour conversion), else first
+    const std::int64_t producer = g.producer_of(input);
+    g.nodes.insert(g.nodes.begin() + (producer < 0 ? 0 : producer + 1), pre.begin(), pre.end());
     return current;
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -159,7 +160,16 @@ public:
             BPUQ_CHECK(std::isfinite(p[i]), "calibration.nonfinite",
                        "'" + file(input, index) + "' holds a non-finite value (" + std::to_string(p[i]) + ") at element " +
                            std::to_string(i) + "; calibration data must be finite");
+        if (input < transforms_.size() && transforms_[input]) t = transforms_[input](t);
         return t;
+    }
+
+    /// Applies `f` to every sample of input `input` that load() returns — e.g. the conversion of
+    /// training-colour samples to an NV12/YUV runtime input (flow/colour_conversion.hpp).
+    void set_transform(std::size_t input, std::function<Tensor(const Tensor&)> f) {
+        BPUQ_CHECK(input < inputs_.size(), "calibration.inputs", "set_transform: no input " + std::to_string(input));
+        transforms_.resize(inputs_.size());
+        transforms_[input] = std::move(f);
     }
 
     /// All inputs of sample `index`.
@@ -174,6 +184,7 @@ private:
     std::vector<CalibrationInputSpec> inputs_;
     std::vector<std::vector<std::string>> files_;  ///< file paths (or labels of in-memory samples)
     std::vector<std::vector<Tensor>> memory_;      ///< in-memory samples, per input (empty = files)
+    std::vector<std::function<Tensor(const Tensor&)>> transforms_;  ///< per input, empty = none
 };
 
 }  // namespace io
