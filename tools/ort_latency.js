@@ -3,7 +3,7 @@
 //   node tools/ort_latency.js model.onnx inputs.npy [runs]
 // inputs.npy: samples on the first axis, uint8 or float32 (fed as float32). All graph
 // optimizations are on, so a QDQ model runs ONNX Runtime's int8 kernels (QLinearConv etc.).
-// Prints: median_ms=<m> min_ms=<m> runs=<n>
+// Prints: median_ms=<m> min_ms=<m> runs=<n> level=<graph optimization level used>
 'use strict';
 const ort = require('onnxruntime-node');
 const { readNpy } = require('./npy');
@@ -12,9 +12,20 @@ async function main() {
   const [model, inputs, runsArg] = process.argv.slice(2);
   if (!inputs) throw new Error('usage: node tools/ort_latency.js model.onnx inputs.npy [runs]');
   const runs = Number(runsArg || 200);
-  const session = await ort.InferenceSession.create(model, {
-    intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all',
-  });
+  // ONNX Runtime 1.30's QDQ fusions fail on some opset-10 QDQ models (they insert a Round, which
+  // exists from opset 11): fall back to the next lower optimization level and say so
+  let session, level;
+  for (level of ['all', 'extended', 'basic', 'disabled']) {
+    try {
+      session = await ort.InferenceSession.create(model, {
+        intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: level,
+      });
+      break;
+    } catch (e) {
+      console.error(`graphOptimizationLevel ${level} failed: ${(e.message || e).split('\n')[0]}`);
+    }
+  }
+  if (!session) throw new Error(model + ': ONNX Runtime could not load it at any optimization level');
   const x = readNpy(inputs);
   const per = x.data.length / x.shape[0];
   const first = Float32Array.from(x.data.subarray(0, per));
@@ -27,6 +38,6 @@ async function main() {
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   times.sort((a, b) => a - b);
-  console.log(`median_ms=${times[Math.floor(runs / 2)].toFixed(3)} min_ms=${times[0].toFixed(3)} runs=${runs}`);
+  console.log(`median_ms=${times[Math.floor(runs / 2)].toFixed(3)} min_ms=${times[0].toFixed(3)} runs=${runs} level=${level}`);
 }
 main().catch(e => { console.error(e.message || e); process.exit(1); });

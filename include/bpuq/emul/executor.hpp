@@ -44,7 +44,7 @@ void convert_layout(const Tensor& in, Tensor& out, bool to_nhwc, const Shape& lo
 
 /// NHWC <-> NCHW for the integer dtypes of program tensors.
 inline Tensor relayout(const Tensor& in, const Shape& logical, bool to_nhwc) {
-    Tensor out(in.dtype(), to_nhwc ? nhwc_shape(logical) : logical);
+    Tensor out(in.dtype(), to_nhwc ? nhwc_shape(logical) : logical, Tensor::Uninitialized{});
     switch (in.dtype()) {
         case DType::int8: convert_layout<std::int8_t>(in, out, to_nhwc, logical); break;
         case DType::int16: convert_layout<std::int16_t>(in, out, to_nhwc, logical); break;
@@ -99,6 +99,10 @@ class ProgramExecutor {
 public:
     explicit ProgramExecutor(Program p, ExecutorOptions opt = {}) : prog_(std::move(p)), opt_(opt) {
         kctx_ = KernelContext::with_threads(opt_.threads);
+        // constants in storage layout once, not per run (steps only read them)
+        constants_.resize(prog_.tensors.size());
+        for (std::size_t i = 0; i < prog_.tensors.size(); ++i)
+            if (prog_.tensors[i].is_constant) constants_[i] = constant_tensor(i);
         const auto r = prog_.metadata.find("rounding");
         half_even_ = r != prog_.metadata.end() && r->second == "half_to_even";
         for (const auto& n : prog_.nodes) {
@@ -121,7 +125,7 @@ public:
                    "the program has " + std::to_string(prog_.inputs.size()) + " inputs, got " + std::to_string(inputs.size()));
         std::vector<Tensor> slots(prog_.tensors.size());
         for (std::size_t i = 0; i < prog_.tensors.size(); ++i)
-            if (prog_.tensors[i].is_constant) slots[i] = constant_tensor(i);
+            if (prog_.tensors[i].is_constant) slots[i] = constants_[i];  // shared, read-only
         for (std::size_t i = 0; i < inputs.size(); ++i) {
             const auto id = static_cast<std::size_t>(prog_.inputs[i]);
             const ProgramTensor& t = prog_.tensors[id];
@@ -294,7 +298,7 @@ private:
         const DType in_t = xt.dtype, out_t = yt.dtype;
         return [this, state, x, y, in_t, out_t](std::vector<Tensor>& s) {
             const ConvState& c = *state;
-            Tensor out(out_t, detail::nhwc_shape(t_(y).shape));
+            Tensor out(out_t, detail::nhwc_shape(t_(y).shape), Tensor::Uninitialized{});  // every element written
             dispatch_int(in_t, [&](auto ti) {
                 using TI = decltype(ti);
                 dispatch_int<true>(out_t, [&](auto to) {
@@ -340,7 +344,7 @@ private:
         const DType in_t = at.dtype, out_t = yt.dtype;
         return [this, state, a, y, in_t, out_t](std::vector<Tensor>& s) {
             const GemmState& c = *state;
-            Tensor out(out_t, t_(y).shape);
+            Tensor out(out_t, t_(y).shape, Tensor::Uninitialized{});
             dispatch_int(in_t, [&](auto ti) {
                 using TI = decltype(ti);
                 dispatch_int<true>(out_t, [&](auto to) {
@@ -381,7 +385,7 @@ private:
                    "eltwise '" + n.name + "' per-channel operand needs a 4-D or 2-D first operand");
         const DType ta = t_(a).dtype, tb = t_(b).dtype, ty = t_(y).dtype;
         return [this, p, a, b, y, na, nb, ta, tb, ty](std::vector<Tensor>& s) {
-            Tensor out(ty, s[std::size_t(a)].shape());
+            Tensor out(ty, s[std::size_t(a)].shape(), Tensor::Uninitialized{});
             dispatch_int(ta, [&](auto xa) {
                 dispatch_int(tb, [&](auto xb) {
                     dispatch_int(ty, [&](auto xy) {
@@ -441,7 +445,7 @@ private:
         BPUQ_CHECK(t_(y).shape == Shape({g.batch, g.channels, g.out_h(), g.out_w()}), "emul.node",
                    "avgpool '" + n.name + "' output shape does not match its window");
         return [this, g, r, include_pad, x, y, tx, ty](std::vector<Tensor>& s) {
-            Tensor out(ty, detail::nhwc_shape(t_(y).shape));
+            Tensor out(ty, detail::nhwc_shape(t_(y).shape), Tensor::Uninitialized{});
             dispatch_int(tx, [&](auto a) {
                 dispatch_int(ty, [&](auto b) {
                     using A = decltype(a);
@@ -466,7 +470,7 @@ private:
                    "maxpool '" + n.name + "' output must keep the input type and match its window");
         const DType tx = t_(x).dtype;
         return [this, g, x, y, tx](std::vector<Tensor>& s) {
-            Tensor out(tx, detail::nhwc_shape(t_(y).shape));
+            Tensor out(tx, detail::nhwc_shape(t_(y).shape), Tensor::Uninitialized{});
             dispatch_int(tx, [&](auto a) {
                 using A = decltype(a);
                 if (opt_.use_simd) simd::max_pool2d<simd::default_arch>(g, s[std::size_t(x)].template data<A>(), out.data<A>());
@@ -487,7 +491,7 @@ private:
         BPUQ_CHECK(t_(x).shape == t_(y).shape, "emul.node", "requantize '" + n.name + "' must keep the shape");
         const DType tx = t_(x).dtype, ty = t_(y).dtype;
         return [this, m, zp_in, zp_out, lo, hi, x, y, tx, ty](std::vector<Tensor>& s) {
-            Tensor out(ty, s[std::size_t(x)].shape());
+            Tensor out(ty, s[std::size_t(x)].shape(), Tensor::Uninitialized{});
             dispatch_int(tx, [&](auto a) {
                 dispatch_int(ty, [&](auto b) {
                     using A = decltype(a);
@@ -567,7 +571,7 @@ private:
                 l16->table[i] = saturate_cast<std::int16_t>(table[i]);
             }
             return [this, l8, l16, x, y, ty](std::vector<Tensor>& s) {
-                Tensor out(ty, s[std::size_t(x)].shape());
+                Tensor out(ty, s[std::size_t(x)].shape(), Tensor::Uninitialized{});
                 const std::int8_t* in = s[std::size_t(x)].template data<std::int8_t>();
                 if (ty == DType::int8 && opt_.use_simd) simd::apply_lut<simd::default_arch>(in, out.numel(), *l8, out.data<std::int8_t>());
                 else if (ty == DType::int8) reference::apply_lut(in, out.numel(), *l8, out.data<std::int8_t>());
@@ -582,7 +586,7 @@ private:
         l->qmin = l8->qmin = std::int32_t(detail::attr_i(n, "lo"));
         l->qmax = l8->qmax = std::int32_t(detail::attr_i(n, "hi"));
         return [this, l, l8, x, y, ty](std::vector<Tensor>& s) {
-            Tensor out(ty, s[std::size_t(x)].shape());
+            Tensor out(ty, s[std::size_t(x)].shape(), Tensor::Uninitialized{});
             const std::int16_t* in = s[std::size_t(x)].template data<std::int16_t>();
             if (ty == DType::int16) reference::apply_lut<Round>(in, out.numel(), *l, out.data<std::int16_t>());
             else reference::apply_lut<Round>(in, out.numel(), *l8, out.data<std::int8_t>());
@@ -697,6 +701,7 @@ private:
     ExecutorOptions opt_;
     KernelContext kctx_;
     bool half_even_ = false;
+    std::vector<Tensor> constants_;  ///< per tensor index: the constant in storage layout (empty otherwise)
     std::vector<Step> steps_;
 };
 
