@@ -70,7 +70,7 @@ TEST_CASE("ResNet-8 fake quantization and the default search") {
     fs::remove_all(dir);
 }
 
-TEST_CASE("QDQ export of an opset-8 model (mnist-8) is written at opset 10, the first with QuantizeLinear") {
+TEST_CASE("QDQ export of an opset-8 model (mnist-8) is raised to opset 13 when no op changes meaning, else to 10") {
     if (!bpuq_test::path_exists(bpuq_test::data_dir() + "/mnist/mnist-8.onnx")) {
         MESSAGE("skipped: no mnist-8 under " << bpuq_test::data_dir());
         return;
@@ -86,12 +86,32 @@ TEST_CASE("QDQ export of an opset-8 model (mnist-8) is written at opset 10, the 
     const auto weights = calib::quantize_weights(fexec.graph(), plan);
     CHECK(calib::qdq_unsupported_reason(plan, acts, &fexec.graph()).empty());
     const graph::Graph q = calib::make_qdq_graph(fexec.graph(), plan, acts, weights);
-    CHECK(q.opset == 10);
-    int qnodes = 0;
+    CHECK(q.opset == 13);  // per-axis int8 weights: ONNX Runtime's int8 kernels can read them
+    int qnodes = 0, int8_weights = 0;
     for (const auto& n : q.nodes) qnodes += n.op_type == "QuantizeLinear";
+    for (const auto& kv : q.initializers) int8_weights += kv.second.dtype() == DType::int8 && kv.second.rank() == 4;
     CHECK(qnodes > 0);
+    CHECK(int8_weights > 0);
     // an op whose meaning changed by opset 10 blocks the raise, naming the node
     graph::Graph h = fexec.graph();
     h.nodes[0].op_type = "Upsample";
     CHECK(calib::opset10_blocker(h).find(h.nodes[0].name) != std::string::npos);
+    // one whose form changes by 13 (Clip's bounds became inputs at 11) keeps the export at 10
+    h.nodes[0].op_type = "Clip";
+    CHECK(calib::opset10_blocker(h).empty());
+    CHECK(calib::opset_upgrade_blocker(h, 13).find(h.nodes[0].name) != std::string::npos);
+    CHECK(calib::qdq_export_opset(h) == 10);
+    // Softmax from opset 13 normalizes one axis: the same as before only when the dims after it are 1
+    graph::Graph sm;
+    sm.opset = 7;
+    sm.values["x"] = graph::Value{"x", DType::float32, true, Shape{1, 10, 1, 1}, true, {}};
+    graph::Node soft;
+    soft.name = "soft";
+    soft.op_type = "Softmax";
+    soft.inputs = {"x"};
+    soft.outputs = {"y"};
+    sm.nodes = {soft};
+    CHECK(calib::qdq_export_opset(sm) == 13);
+    sm.values["x"].shape = {1, 10, 2, 1};
+    CHECK(calib::qdq_export_opset(sm) == 10);
 }

@@ -31,16 +31,56 @@ inline Tensor zero_point_tensor(const QParams& q) {
 }
 }  // namespace detail
 
-/// QuantizeLinear/DequantizeLinear exist from opset 10: an older graph is exported at opset 10
-/// unless it uses an op whose meaning changed on the way (then this names it; "" = fine).
-inline std::string opset10_blocker(const graph::Graph& g) {
-    if (g.opset >= 10) return "";
-    static const std::set<std::string> changed{"Upsample", "Slice", "TopK", "Scan", "Resize", "BatchNormalization", "Cast"};
-    for (const auto& n : g.nodes)
-        if (n.domain.empty() && changed.count(n.op_type))
-            return n.describe() + " of this opset-" + std::to_string(g.opset) + " model means something else at opset 10, "
-                   "the first with QuantizeLinear";
+/// The node of `g` whose meaning or form changes between g's opset and `target` (then it names
+/// it; "" = the graph can be written at `target` as it is). Covers the ops bpuq runs; an op changes
+/// at the versions listed (e.g. Clip's bounds became inputs at 11, Squeeze's axes at 13, Softmax
+/// normalizes one axis instead of a flattened 2-D view from 13 — the same when the dims after its
+/// axis are all 1).
+inline std::string opset_upgrade_blocker(const graph::Graph& g, std::int64_t target) {
+    if (g.opset >= target) return "";
+    static const std::map<std::string, std::vector<std::int64_t>> changed{
+        {"Upsample", {9, 10}}, {"Slice", {10}},        {"TopK", {10}},       {"Scan", {9}},          {"Resize", {10, 11, 13}},
+        {"BatchNormalization", {9}}, {"Cast", {9}},   {"Clip", {11}},       {"Pad", {11}},          {"Dropout", {12}},
+        {"Squeeze", {13}},     {"Unsqueeze", {13}},   {"Split", {13}},      {"ReduceSum", {13}},    {"Softmax", {13}},
+        {"LogSoftmax", {13}},  {"Hardmax", {13}}};
+    for (const auto& n : g.nodes) {
+        if (!n.domain.empty()) continue;
+        auto it = changed.find(n.op_type);
+        if (it == changed.end()) continue;
+        for (const std::int64_t v : it->second) {
+            if (v <= g.opset || v > target) continue;
+            if (v == 13 && (n.op_type == "Softmax" || n.op_type == "LogSoftmax" || n.op_type == "Hardmax")) {
+                const graph::Value* x = n.inputs.empty() ? nullptr : g.find_value(n.inputs[0]);
+                if (x && x->has_shape) {
+                    const auto rank = std::int64_t(x->shape.size());
+                    std::int64_t axis = n.attr_int("axis", 1);
+                    if (axis < 0) axis += rank;
+                    bool trailing_ones = axis >= 0 && axis < rank;
+                    for (std::int64_t d = axis + 1; trailing_ones && d < rank; ++d) trailing_ones = x->shape[std::size_t(d)] == 1;
+                    if (trailing_ones) continue;  // one axis and the flattened view are the same
+                }
+            }
+            return n.describe() + " of this opset-" + std::to_string(g.opset) + " model means something else at opset " +
+                   std::to_string(v);
+        }
+    }
     return "";
+}
+
+/// QuantizeLinear/DequantizeLinear exist from opset 10: an older graph needs to be raised to 10
+/// at least (then this names what prevents it; "" = fine).
+inline std::string opset10_blocker(const graph::Graph& g) {
+    const std::string why = opset_upgrade_blocker(g, 10);
+    return why.empty() ? why : why + " (10 is the first opset with QuantizeLinear)";
+}
+
+/// The opset a QDQ model of `g` is written at: g's own from 13 on; else 13 when every node keeps
+/// its meaning there (per-axis int8 weights and int32 biases, which ONNX Runtime's int8 kernels
+/// read); else 10 (float weights and biases; DECISIONS.md #26, #37).
+inline std::int64_t qdq_export_opset(const graph::Graph& g) {
+    if (g.opset >= 13) return g.opset;
+    if (opset_upgrade_blocker(g, 13).empty()) return 13;
+    return std::max<std::int64_t>(g.opset, 10);
 }
 
 /// Why a QDQ export is impossible (empty when it is possible).
@@ -52,17 +92,17 @@ inline std::string qdq_unsupported_reason(const QuantPlan& plan, const std::map<
     return g ? opset10_blocker(*g) : "";
 }
 
-/// Builds the QDQ graph from the optimized graph and the calibration results. Requires the graph's
-/// opset to be >= 13 for per-channel weights; older models get fake-quantized float weights
-/// (same values) and float biases, which ONNX Runtime runs in float. Models below opset 10 are
-/// written at opset 10 (the first with QuantizeLinear).
+/// Builds the QDQ graph from the optimized graph and the calibration results, at
+/// qdq_export_opset(g): from opset 13 with per-channel int8 weights and int32 biases; below it
+/// (a model whose ops cannot be raised) with fake-quantized float weights (same values) and float
+/// biases holding the program's integers, which ONNX Runtime runs in float.
 inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan, const std::map<std::string, QParams>& acts,
                                    const std::map<std::string, QParams>& weights) {
     const std::string why = qdq_unsupported_reason(plan, acts, &g);
     BPUQ_CHECK(why.empty(), "qdq.unsupported", "cannot export a QDQ model: " + why);
-    const bool per_axis = g.opset >= 13;
     graph::Graph out = g;
-    out.opset = std::max<std::int64_t>(g.opset, 10);  // QuantizeLinear needs 10 (opset10_blocker checked the ops)
+    out.opset = qdq_export_opset(g);
+    const bool per_axis = out.opset >= 13;
     out.nodes.clear();
     std::set<std::string> graph_inputs(g.inputs.begin(), g.inputs.end());
     std::map<std::string, std::string> rename;  // graph input or weight -> dequantized name
