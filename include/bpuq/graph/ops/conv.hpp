@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "common.hpp"
+#include "depthwise_kernel.hpp"
 #include "gemm_kernel.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -316,7 +317,14 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
     const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group;
     const std::int64_t K = Cg * s.kernel_size(), P = s.out_size(), in_size = s.in_size();
     if (s.in.size() == 2 && s.group == s.C && s.group == s.M) {
-        depthwise_conv2d(x, w, bias, y, s, ep, ctx);
+        depthwise_avx512::DepthwiseGeometry dg;
+        dg.planes = s.N * s.C;
+        dg.channels = s.C;
+        dg.H = s.in[0], dg.W = s.in[1], dg.KH = s.g.kernel[0], dg.KW = s.g.kernel[1];
+        dg.OH = s.g.out[0], dg.OW = s.g.out[1], dg.SH = s.g.strides[0], dg.SW = s.g.strides[1];
+        dg.DH = s.g.dilations[0], dg.DW = s.g.dilations[1], dg.PH = s.g.pads[0], dg.PW = s.g.pads[1];
+        if (depthwise_avx512::suits(dg)) depthwise_avx512::conv2d(x, w, bias, y, dg, ep.lo, ep.hi, ctx);
+        else depthwise_conv2d(x, w, bias, y, s, ep, ctx);
         return;
     }
 #if BPUQ_HAS_VECTOR_EXTENSIONS
