@@ -289,6 +289,23 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
             const float* wg = w + g * Mg * K;
             wide_gemm::RowsOfB b;
             b.rows = rows.data();
+            float* yg = y + (nb * s.M + g * Mg) * OH * OW;
+#if defined(__AVX512F__)
+            {
+                // bias and clamp are applied by the GEMM; only the valid columns are copied
+                const std::vector<float> packed = packed_gemm::pack_a(wg, K, Mg, K);
+                packed_gemm::gemm(packed.data(), b, out.data(), N, Mg, N, K, bias ? bias + g * Mg : nullptr, ep.lo,
+                                  ep.hi, ctx);
+                ctx.parallel_for(Mg, 4, [&](std::int64_t m0, std::int64_t m1) {
+                    for (std::int64_t m = m0; m < m1; ++m)
+                        for (std::int64_t oh = 0; oh < OH; ++oh) {
+                            const float* src = out.data() + m * N + oh * Wp;
+                            std::copy(src, src + OW, yg + (m * OH + oh) * OW);
+                        }
+                });
+                continue;
+            }
+#endif
             const std::int64_t block = 512, blocks = (N + block - 1) / block;
             ctx.parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
                 for (std::int64_t blk = b0; blk < b1; ++blk) {
@@ -296,7 +313,6 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
                     wide_gemm::gemm_rows(wg, K, b.shifted(n0), out.data() + n0, N, Mg, std::min(block, N - n0), K);
                 }
             });
-            float* yg = y + (nb * s.M + g * Mg) * OH * OW;
             ctx.parallel_for(Mg, 4, [&](std::int64_t m0, std::int64_t m1) {
                 for (std::int64_t m = m0; m < m1; ++m) {
                     const float bv = bias ? bias[g * Mg + m] : 0.f;
@@ -329,7 +345,7 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
     }
 #if BPUQ_HAS_VECTOR_EXTENSIONS
     if (s.in.size() == 2 && s.g.strides[0] == 1 && s.g.strides[1] == 1 && s.kernel_size() > 1 &&
-        wide_gemm::suits(s.g.out[0] * s.g.out[1], K)) {
+        (packed_gemm::available() || wide_gemm::suits(s.g.out[0] * s.g.out[1], K))) {
         conv2d_stride1_shifted(x, w, bias, y, s, ep, ctx);
         return;
     }
@@ -338,6 +354,27 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
     for (std::size_t i = 0; i < s.in.size(); ++i)
         pointwise = pointwise && s.g.strides[i] == 1 && s.g.pads[i] == 0 && s.g.pads[i + s.in.size()] == 0;
     std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(K * P));
+#if defined(__AVX512F__)
+    if (P >= packed_gemm::kLanes / 2) {
+        // weights packed once per group, bias and clamp fused into the GEMM's stores
+        std::vector<std::vector<float>> packed(static_cast<std::size_t>(s.group));
+        for (std::int64_t g = 0; g < s.group; ++g) packed[std::size_t(g)] = packed_gemm::pack_a(w + g * Mg * K, K, Mg, K);
+        for (std::int64_t nb = 0; nb < s.N; ++nb)
+            for (std::int64_t g = 0; g < s.group; ++g) {
+                const float* xg = x + (nb * s.C + g * Cg) * in_size;
+                wide_gemm::RowsOfB b;
+                b.base = xg;
+                b.ld = P;
+                if (!pointwise) {
+                    im2col(xg, Cg, s, col.data(), ctx);
+                    b.base = col.data();
+                }
+                packed_gemm::gemm(packed[std::size_t(g)].data(), b, y + (nb * s.M + g * Mg) * P, P, Mg, P, K,
+                                  bias ? bias + g * Mg : nullptr, ep.lo, ep.hi, ctx);
+            }
+        return;
+    }
+#endif
     for (std::int64_t nb = 0; nb < s.N; ++nb)
         for (std::int64_t g = 0; g < s.group; ++g) {
             const float* xg = x + (nb * s.C + g * Cg) * in_size;

@@ -3,10 +3,17 @@
 // general packing GEMM (measured in docs/PERFORMANCE.md). Narrow products stay on Eigen.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "../../core/config.hpp"
+#include "../context.hpp"
 
 // GCC/Clang vector extensions give portable SIMD without an intrinsics dependency.
 #if defined(__GNUC__) || defined(__clang__)
@@ -117,6 +124,139 @@ constexpr bool suits(std::int64_t n, std::int64_t k) {
 }
 
 }  // namespace wide_gemm
+
+/// AVX-512 GEMM with the convolution epilogue fused: C = clamp(A * B + bias[row], lo, hi).
+/// A (the weights) is packed into panels of kRows rows so that each k step broadcasts kRows
+/// consecutive floats; B is read in place by rows (a matrix or shifted image rows). A tile
+/// of kRows x (up to 3 vectors) stays in registers over a block of k; column tails use
+/// masked loads and stores, so every shape takes this path (no scalar or Eigen remainder).
+namespace packed_gemm {
+
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+constexpr int kRows = 8;
+constexpr int kMaxVectors = 3;                       // 8 x 3 accumulators + 3 B vectors + 1 broadcast
+constexpr std::int64_t kTileCols = kMaxVectors * kLanes;
+constexpr std::int64_t kDepthBlock = 256;            // k per pass: a B micro-panel stays near L1
+constexpr std::int64_t kColumnTilesPerTask = 4;      // columns revisited by every k pass
+
+/// Weights in panels: panel p holds rows [p*kRows, p*kRows + kRows) as K groups of kRows
+/// floats (zero rows past M), so a tile's broadcasts are one forward stream.
+inline std::vector<float> pack_a(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K) {
+    const std::int64_t panels = (M + kRows - 1) / kRows;
+    std::vector<float> packed(static_cast<std::size_t>(panels * K * kRows), 0.f);
+    for (std::int64_t p = 0; p < panels; ++p)
+        for (std::int64_t i = 0; i < kRows && p * kRows + i < M; ++i) {
+            const float* row = A + (p * kRows + i) * lda;
+            float* dst = packed.data() + p * K * kRows + i;
+            for (std::int64_t k = 0; k < K; ++k) dst[k * kRows] = row[k];
+        }
+    return packed;
+}
+
+/// What the store does: add nothing more, or clamp (after the last k block).
+struct Epilogue {
+    const float* bias = nullptr;  // per row of C, added by the first k block
+    float lo = 0, hi = 0;
+};
+
+/// One tile: rows [0, rows) of C (rows <= kRows) and NV vectors of columns from n0, the last
+/// vector masked by `tail`. first: start from the bias (else from C); last: clamp.
+template <int NV>
+inline void tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0, std::int64_t k0, std::int64_t kc,
+                 float* C, std::int64_t ldc, int rows, __mmask16 tail, bool first, bool last, const Epilogue& ep) {
+    // every index into acc must be a compile-time constant after unrolling, or GCC keeps the
+    // accumulators in memory and stores them on every k step
+    __m512 acc[kRows][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i)
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; ++v) {
+            const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
+            if (i >= rows) acc[i][v] = _mm512_setzero_ps();
+            else if (first) acc[i][v] = _mm512_set1_ps(ep.bias ? ep.bias[i] : 0.f);
+            else acc[i][v] = _mm512_maskz_loadu_ps(m, C + i * ldc + v * kLanes);
+        }
+    for (std::int64_t k = 0; k < kc; ++k) {
+        const float* br = B.row(k0 + k) + n0;
+        __m512 b[NV];
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; ++v)
+            b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(tail, br + v * kLanes) : _mm512_loadu_ps(br + v * kLanes);
+        const float* a = ap + k * kRows;
+#pragma GCC unroll 8
+        for (int i = 0; i < kRows; ++i) {
+            const __m512 av = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 3
+            for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, b[v], acc[i][v]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(ep.lo), hi = _mm512_set1_ps(ep.hi);
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i) {
+        if (i >= rows) continue;
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; ++v) {
+            __m512 r = acc[i][v];
+            if (last) r = _mm512_min_ps(hi, _mm512_max_ps(lo, r));
+            if (v == NV - 1) _mm512_mask_storeu_ps(C + i * ldc + v * kLanes, tail, r);
+            else _mm512_storeu_ps(C + i * ldc + v * kLanes, r);
+        }
+    }
+}
+
+/// C[M x N] = clamp(A * B + bias, lo, hi) with A packed by pack_a (K columns), B by rows.
+/// Column tiles are split over the context's threads (row panels when there are few).
+inline void gemm(const float* packed_a, const wide_gemm::RowsOfB& B, float* C, std::int64_t ldc, std::int64_t M,
+                 std::int64_t N, std::int64_t K, const float* bias, float lo, float hi, const ExecContext& ctx) {
+    if (M <= 0 || N <= 0) return;
+    const std::int64_t panels = (M + kRows - 1) / kRows;
+    const std::int64_t col_tiles = (N + kTileCols - 1) / kTileCols;
+    const std::int64_t col_tasks = (col_tiles + kColumnTilesPerTask - 1) / kColumnTilesPerTask;
+    // a task: a range of column tiles x a range of row panels
+    const std::int64_t row_tasks = col_tasks >= ctx.threads() ? 1 : std::min<std::int64_t>(panels, ctx.threads());
+    const std::int64_t panels_per_task = (panels + row_tasks - 1) / row_tasks;
+    ctx.parallel_for(col_tasks * row_tasks, 1, [&](std::int64_t t0, std::int64_t t1) {
+        for (std::int64_t t = t0; t < t1; ++t) {
+            const std::int64_t ct = t / row_tasks, rt = t % row_tasks;
+            const std::int64_t p0 = rt * panels_per_task, p1 = std::min(panels, p0 + panels_per_task);
+            const std::int64_t c0 = ct * kColumnTilesPerTask, c1 = std::min(col_tiles, c0 + kColumnTilesPerTask);
+            for (std::int64_t k0 = 0; k0 < std::max<std::int64_t>(K, 1); k0 += kDepthBlock) {
+                const std::int64_t kc = std::min(kDepthBlock, K - k0);
+                const bool first = k0 == 0, last = k0 + kDepthBlock >= K;
+                for (std::int64_t c = c0; c < c1; ++c) {
+                    const std::int64_t n0 = c * kTileCols, cols = std::min(kTileCols, N - n0);
+                    const int vectors = int((cols + kLanes - 1) / kLanes);
+                    const std::int64_t tail_cols = cols - (vectors - 1) * kLanes;
+                    const __mmask16 tail = __mmask16((1u << tail_cols) - 1);
+                    for (std::int64_t p = p0; p < p1; ++p) {
+                        const float* ap = packed_a + (p * K + k0) * kRows;
+                        float* cp = C + p * kRows * ldc + n0;
+                        const int rows = int(std::min<std::int64_t>(kRows, M - p * kRows));
+                        Epilogue ep;
+                        ep.bias = bias ? bias + p * kRows : nullptr;
+                        ep.lo = lo, ep.hi = hi;
+                        if (vectors == 3) tile<3>(ap, B, n0, k0, kc, cp, ldc, rows, tail, first, last, ep);
+                        else if (vectors == 2) tile<2>(ap, B, n0, k0, kc, cp, ldc, rows, tail, first, last, ep);
+                        else tile<1>(ap, B, n0, k0, kc, cp, ldc, rows, tail, first, last, ep);
+                    }
+                }
+            }
+        }
+    });
+}
+#endif
+
+/// True when packed_gemm is compiled in (AVX-512 builds).
+constexpr bool available() {
+#if defined(__AVX512F__)
+    return true;
+#else
+    return false;
+#endif
+}
+
+}  // namespace packed_gemm
 }  // namespace ops
 }  // namespace graph
 
