@@ -293,8 +293,7 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
 #if defined(__AVX512F__)
             {
                 // bias and clamp are applied by the GEMM; only the valid columns are copied
-                const std::vector<float> packed = packed_gemm::pack_a(wg, K, Mg, K);
-                packed_gemm::gemm(packed.data(), b, out.data(), N, Mg, N, K, bias ? bias + g * Mg : nullptr, ep.lo,
+                packed_gemm::gemm(packed_gemm::pack_a(wg, K, Mg, K), b, out.data(), N, Mg, N, K, bias ? bias + g * Mg : nullptr, ep.lo,
                                   ep.hi, ctx);
                 ctx.parallel_for(Mg, 4, [&](std::int64_t m0, std::int64_t m1) {
                     for (std::int64_t m = m0; m < m1; ++m)
@@ -356,9 +355,7 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
     std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(K * P));
 #if defined(__AVX512F__)
     if (P >= packed_gemm::kLanes / 2) {
-        // weights packed once per group, bias and clamp fused into the GEMM's stores
-        std::vector<std::vector<float>> packed(static_cast<std::size_t>(s.group));
-        for (std::int64_t g = 0; g < s.group; ++g) packed[std::size_t(g)] = packed_gemm::pack_a(w + g * Mg * K, K, Mg, K);
+        // weights packed per group, bias and clamp fused into the GEMM's stores
         for (std::int64_t nb = 0; nb < s.N; ++nb)
             for (std::int64_t g = 0; g < s.group; ++g) {
                 const float* xg = x + (nb * s.C + g * Cg) * in_size;
@@ -369,7 +366,7 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
                     im2col(xg, Cg, s, col.data(), ctx);
                     b.base = col.data();
                 }
-                packed_gemm::gemm(packed[std::size_t(g)].data(), b, y + (nb * s.M + g * Mg) * P, P, Mg, P, K,
+                packed_gemm::gemm(packed_gemm::pack_a(w + g * Mg * K, K, Mg, K), b, y + (nb * s.M + g * Mg) * P, P, Mg, P, K,
                                   bias ? bias + g * Mg : nullptr, ep.lo, ep.hi, ctx);
             }
         return;

@@ -141,17 +141,21 @@ constexpr std::int64_t kDepthBlock = 256;            // k per pass: a B micro-pa
 constexpr std::int64_t kColumnTilesPerTask = 4;      // columns revisited by every k pass
 
 /// Weights in panels: panel p holds rows [p*kRows, p*kRows + kRows) as K groups of kRows
-/// floats (zero rows past M), so a tile's broadcasts are one forward stream.
-inline std::vector<float> pack_a(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K) {
+/// floats (zero rows past M), so a tile's broadcasts are one forward stream. The panels go
+/// into a per-thread buffer reused by every call (no allocation or page faults per Conv);
+/// the returned pointer is valid until this thread packs again.
+inline const float* pack_a(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K) {
+    thread_local std::vector<float> packed;
     const std::int64_t panels = (M + kRows - 1) / kRows;
-    std::vector<float> packed(static_cast<std::size_t>(panels * K * kRows), 0.f);
-    for (std::int64_t p = 0; p < panels; ++p)
-        for (std::int64_t i = 0; i < kRows && p * kRows + i < M; ++i) {
-            const float* row = A + (p * kRows + i) * lda;
-            float* dst = packed.data() + p * K * kRows + i;
-            for (std::int64_t k = 0; k < K; ++k) dst[k * kRows] = row[k];
-        }
-    return packed;
+    const std::size_t size = static_cast<std::size_t>(panels * K * kRows);
+    if (packed.size() < size) packed.resize(size);
+    for (std::int64_t p = 0; p < panels; ++p) {
+        const std::int64_t rows = std::min<std::int64_t>(kRows, M - p * kRows);
+        float* dst = packed.data() + p * K * kRows;
+        for (std::int64_t k = 0; k < K; ++k)
+            for (std::int64_t i = 0; i < kRows; ++i) dst[k * kRows + i] = i < rows ? A[(p * kRows + i) * lda + k] : 0.f;
+    }
+    return packed.data();
 }
 
 /// What the store does: add nothing more, or clamp (after the last k block).
