@@ -293,8 +293,8 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
 #if defined(__AVX512F__)
             {
                 // bias and clamp are applied by the GEMM; only the valid columns are copied
-                packed_gemm::gemm(packed_gemm::pack_a(wg, K, Mg, K), b, out.data(), N, Mg, N, K, bias ? bias + g * Mg : nullptr, ep.lo,
-                                  ep.hi, ctx);
+                packed_gemm::gemm_auto(wg, K, b, out.data(), N, Mg, N, K, bias ? bias + g * Mg : nullptr, ep.lo, ep.hi, w,
+                                       ctx);
                 ctx.parallel_for(Mg, 4, [&](std::int64_t m0, std::int64_t m1) {
                     for (std::int64_t m = m0; m < m1; ++m)
                         for (std::int64_t oh = 0; oh < OH; ++oh) {
@@ -366,8 +366,8 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
                     im2col(xg, Cg, s, col.data(), ctx);
                     b.base = col.data();
                 }
-                packed_gemm::gemm(packed_gemm::pack_a(w + g * Mg * K, K, Mg, K), b, y + (nb * s.M + g * Mg) * P, P, Mg, P, K,
-                                  bias ? bias + g * Mg : nullptr, ep.lo, ep.hi, ctx);
+                packed_gemm::gemm_auto(w + g * Mg * K, K, b, y + (nb * s.M + g * Mg) * P, P, Mg, P, K,
+                                       bias ? bias + g * Mg : nullptr, ep.lo, ep.hi, w, ctx);
             }
         return;
     }

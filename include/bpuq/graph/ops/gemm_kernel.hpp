@@ -140,21 +140,35 @@ constexpr std::int64_t kTileCols = kMaxVectors * kLanes;
 constexpr std::int64_t kDepthBlock = 256;            // k per pass: a B micro-panel stays near L1
 constexpr std::int64_t kColumnTilesPerTask = 4;      // columns revisited by every k pass
 
+/// Floats in A packed in panels of panel_rows rows (the last panel zero-padded).
+inline std::int64_t packed_size(std::int64_t M, std::int64_t K, std::int64_t panel_rows) {
+    return (M + panel_rows - 1) / panel_rows * panel_rows * K;
+}
+
+/// Writes A (M x K, leading dimension lda) as panels of panel_rows rows: panel p holds
+/// rows [p*panel_rows, (p+1)*panel_rows) as K groups of panel_rows floats.
+inline void pack_a_into(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K, std::int64_t panel_rows,
+                        float* packed) {
+    const std::int64_t panels = (M + panel_rows - 1) / panel_rows;
+    for (std::int64_t p = 0; p < panels; ++p) {
+        const std::int64_t rows = std::min<std::int64_t>(panel_rows, M - p * panel_rows);
+        float* dst = packed + p * K * panel_rows;
+        for (std::int64_t k = 0; k < K; ++k)
+            for (std::int64_t i = 0; i < panel_rows; ++i)
+                dst[k * panel_rows + i] = i < rows ? A[(p * panel_rows + i) * lda + k] : 0.f;
+    }
+}
+
 /// Weights in panels: panel p holds rows [p*kRows, p*kRows + kRows) as K groups of kRows
 /// floats (zero rows past M), so a tile's broadcasts are one forward stream. The panels go
 /// into a per-thread buffer reused by every call (no allocation or page faults per Conv);
 /// the returned pointer is valid until this thread packs again.
-inline const float* pack_a(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K) {
+inline const float* pack_a(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K,
+                           std::int64_t panel_rows = kRows) {
     thread_local std::vector<float> packed;
-    const std::int64_t panels = (M + kRows - 1) / kRows;
-    const std::size_t size = static_cast<std::size_t>(panels * K * kRows);
+    const std::size_t size = static_cast<std::size_t>(packed_size(M, K, panel_rows));
     if (packed.size() < size) packed.resize(size);
-    for (std::int64_t p = 0; p < panels; ++p) {
-        const std::int64_t rows = std::min<std::int64_t>(kRows, M - p * kRows);
-        float* dst = packed.data() + p * K * kRows;
-        for (std::int64_t k = 0; k < K; ++k)
-            for (std::int64_t i = 0; i < kRows; ++i) dst[k * kRows + i] = i < rows ? A[(p * kRows + i) * lda + k] : 0.f;
-    }
+    pack_a_into(A, lda, M, K, panel_rows, packed.data());
     return packed.data();
 }
 
@@ -248,6 +262,126 @@ inline void gemm(const float* packed_a, const wide_gemm::RowsOfB& B, float* C, s
             }
         }
     });
+}
+
+/// Narrow products (few columns, e.g. 7x7 feature maps: 49 columns fill 49 of 64 lanes)
+/// vectorize along M instead: a tile is kNarrowVectors vectors of rows x NR columns, A is
+/// packed in panels of kNarrowRows rows (one k step = kNarrowVectors vector loads) and
+/// each B value is broadcast. The tile is transposed through a small buffer on the store.
+constexpr int kNarrowVectors = 2;
+constexpr std::int64_t kNarrowRows = kNarrowVectors * kLanes;
+constexpr int kNarrowCols = 12;  // 2 x 12 accumulators
+constexpr std::int64_t kNarrowDepthBlock = 1024;  // few columns: the B panel is small, A streams from L2
+
+template <int NR>
+inline void narrow_tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0, std::int64_t k0, std::int64_t kc,
+                        float* C, std::int64_t ldc, int rows, bool first, bool last, const Epilogue& ep) {
+    __m512 acc[NR][kNarrowVectors];
+    alignas(64) float tmp[NR][kNarrowRows];
+    if (!first)  // partial sums of earlier k blocks; rows past M are junk and never stored
+        for (int j = 0; j < NR; ++j)
+            for (int i = 0; i < kNarrowRows; ++i) tmp[j][i] = i < rows ? C[i * ldc + n0 + j] : 0.f;
+#pragma GCC unroll 12
+    for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 2
+        for (int v = 0; v < kNarrowVectors; ++v) {
+            if (!first) {
+                acc[j][v] = _mm512_load_ps(&tmp[j][v * kLanes]);
+            } else if (ep.bias) {
+                const int left = rows - v * kLanes;
+                const __mmask16 m = left >= kLanes ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+                acc[j][v] = _mm512_maskz_loadu_ps(m, ep.bias + v * kLanes);
+            } else {
+                acc[j][v] = _mm512_setzero_ps();
+            }
+        }
+    for (std::int64_t k = 0; k < kc; ++k) {
+        const float* br = B.row(k0 + k) + n0;
+        const float* a = ap + k * kNarrowRows;
+        __m512 av[kNarrowVectors];
+#pragma GCC unroll 2
+        for (int v = 0; v < kNarrowVectors; ++v) av[v] = _mm512_loadu_ps(a + v * kLanes);
+#pragma GCC unroll 12
+        for (int j = 0; j < NR; ++j) {
+            const __m512 bv = _mm512_set1_ps(br[j]);
+#pragma GCC unroll 2
+            for (int v = 0; v < kNarrowVectors; ++v) acc[j][v] = _mm512_fmadd_ps(av[v], bv, acc[j][v]);
+        }
+    }
+    const __m512 lo = _mm512_set1_ps(ep.lo), hi = _mm512_set1_ps(ep.hi);
+#pragma GCC unroll 12
+    for (int j = 0; j < NR; ++j)
+#pragma GCC unroll 2
+        for (int v = 0; v < kNarrowVectors; ++v) {
+            __m512 r = acc[j][v];
+            if (last) r = _mm512_min_ps(hi, _mm512_max_ps(lo, r));
+            _mm512_store_ps(&tmp[j][v * kLanes], r);
+        }
+    for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < NR; ++j) C[i * ldc + n0 + j] = tmp[j][i];
+}
+
+template <int NR>
+inline void narrow_tile_dispatch(int cols, const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0,
+                                 std::int64_t k0, std::int64_t kc, float* C, std::int64_t ldc, int rows, bool first,
+                                 bool last, const Epilogue& ep) {
+    if (cols == NR) narrow_tile<NR>(ap, B, n0, k0, kc, C, ldc, rows, first, last, ep);
+    else if constexpr (NR > 1) narrow_tile_dispatch<NR - 1>(cols, ap, B, n0, k0, kc, C, ldc, rows, first, last, ep);
+}
+
+/// True when a product with N columns and M rows fills clearly more SIMD lanes vectorized
+/// along M (e.g. M 160, N 49) than along N.
+inline bool prefers_narrow(std::int64_t M, std::int64_t N) {
+    const std::int64_t col_lanes = (N + kLanes - 1) / kLanes * kLanes;
+    const std::int64_t row_lanes = (M + kNarrowRows - 1) / kNarrowRows * kNarrowRows;
+    return N <= 4 * kTileCols && double(N) / double(col_lanes) < 0.9 * double(M) / double(row_lanes);
+}
+
+/// Same contract as gemm(), but A packed with pack_a(..., kNarrowRows); row panels are
+/// split over the context's threads.
+inline void gemm_narrow(const float* packed_a, const wide_gemm::RowsOfB& B, float* C, std::int64_t ldc, std::int64_t M,
+                        std::int64_t N, std::int64_t K, const float* bias, float lo, float hi, const ExecContext& ctx) {
+    if (M <= 0 || N <= 0) return;
+    const std::int64_t panels = (M + kNarrowRows - 1) / kNarrowRows;
+    ctx.parallel_for(panels, 1, [&](std::int64_t p0, std::int64_t p1) {
+        for (std::int64_t k0 = 0; k0 < std::max<std::int64_t>(K, 1); k0 += kNarrowDepthBlock) {
+            const std::int64_t kc = std::min(kNarrowDepthBlock, K - k0);
+            const bool first = k0 == 0, last = k0 + kNarrowDepthBlock >= K;
+            for (std::int64_t p = p0; p < p1; ++p) {
+                const float* ap = packed_a + (p * K + k0) * kNarrowRows;
+                float* cp = C + p * kNarrowRows * ldc;
+                const int rows = int(std::min<std::int64_t>(kNarrowRows, M - p * kNarrowRows));
+                Epilogue ep;
+                ep.bias = bias ? bias + p * kNarrowRows : nullptr;
+                ep.lo = lo, ep.hi = hi;
+                for (std::int64_t n0 = 0; n0 < N; n0 += kNarrowCols) {
+                    const int cols = int(std::min<std::int64_t>(kNarrowCols, N - n0));
+                    narrow_tile_dispatch<kNarrowCols>(cols, ap, B, n0, k0, kc, cp, ldc, rows, first, last, ep);
+                }
+            }
+        }
+    });
+}
+
+/// A packed in panels of panel_rows rows: the copy cached by the running Executor when A
+/// lies in a constant tensor starting at `constant` (a graph initializer), else packed now
+/// into this thread's buffer.
+inline const float* packed_weights(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K,
+                                   std::int64_t panel_rows, const void* constant) {
+    PackedWeightCache* cache = PackedWeightCache::current();
+    if (!constant || !cache || !cache->is_constant(constant)) return pack_a(A, lda, M, K, panel_rows);
+    return cache->find_or_pack(A, lda, M, K, panel_rows, static_cast<std::size_t>(packed_size(M, K, panel_rows)),
+                               [&](float* dst) { pack_a_into(A, lda, M, K, panel_rows, dst); });
+}
+
+/// C[M x N] = clamp(A * B + bias, lo, hi) with whichever kernel suits the shape; A is packed
+/// (or its cached packing used, see packed_weights).
+inline void gemm_auto(const float* A, std::int64_t lda, const wide_gemm::RowsOfB& B, float* C, std::int64_t ldc,
+                      std::int64_t M, std::int64_t N, std::int64_t K, const float* bias, float lo, float hi,
+                      const void* constant, const ExecContext& ctx) {
+    if (prefers_narrow(M, N))
+        gemm_narrow(packed_weights(A, lda, M, K, kNarrowRows, constant), B, C, ldc, M, N, K, bias, lo, hi, ctx);
+    else gemm(packed_weights(A, lda, M, K, kRows, constant), B, C, ldc, M, N, K, bias, lo, hi, ctx);
 }
 #endif
 
