@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "common.hpp"
 #include "depthwise_kernel.hpp"
@@ -79,6 +80,31 @@ inline void infer_conv(const Node& n, const std::vector<InferInput>& in, std::ve
     set_output(out, 0, t, o);
 }
 
+/// dst[ow] = xrow[2 * ow + off] for ow in [lo, hi) (all inside the row of width W). The AVX-512
+/// float form takes 16 outputs from two (masked, so never past the row) loads and a permute.
+template <class T>
+inline void im2col_stride2_row(const T* xrow, std::int64_t W, std::int64_t off, std::int64_t lo, std::int64_t hi,
+                               T* dst) {
+    std::int64_t ow = lo;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same<T, float>::value) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; ow + 16 <= hi; ow += 16) {
+            const std::int64_t first = 2 * ow + off, avail = W - first;  // avail >= 31 except near the end
+            const __mmask16 m0 = avail >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << avail) - 1);
+            const __mmask16 m1 = avail >= 32   ? __mmask16(0xFFFF)
+                                 : avail <= 16 ? __mmask16(0)
+                                               : __mmask16((1u << (avail - 16)) - 1);
+            const __m512 v0 = _mm512_maskz_loadu_ps(m0, xrow + first), v1 = _mm512_maskz_loadu_ps(m1, xrow + first + 16);
+            _mm512_storeu_ps(dst + ow, _mm512_permutex2var_ps(v0, even, v1));
+        }
+    }
+#else
+    (void)W;
+#endif
+    for (; ow < hi; ++ow) dst[ow] = xrow[2 * ow + off];
+}
+
 /// im2col for one image and one group: col[(c, k...)][out position] (zero where padded).
 template <class T>
 void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const ExecContext& ctx) {
@@ -109,6 +135,7 @@ void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const
                     hi = std::max(lo, std::min(hi, OW));
                     std::fill(drow, drow + lo, T(0));
                     if (SW == 1) std::copy(xrow + lo + off, xrow + hi + off, drow + lo);
+                    else if (SW == 2) im2col_stride2_row(xrow, W, off, lo, hi, drow);
                     else
                         for (std::int64_t ow = lo; ow < hi; ++ow) drow[ow] = xrow[ow * SW + off];
                     std::fill(drow + hi, drow + OW, T(0));
