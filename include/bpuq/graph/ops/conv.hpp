@@ -119,6 +119,12 @@ void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const
                 const std::int64_t c = row / K, kh = (row % K) / KW, kw = row % KW;
                 const T* xc = x + c * in_size;
                 T* dst = col + row * P;
+                // valid ow (0 <= ow*SW + off < W) depend on kw only, not on the output row
+                const std::int64_t off = kw * DW - PW;
+                std::int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
+                std::int64_t hi = W - off <= 0 ? 0 : (W - off + SW - 1) / SW;
+                lo = std::min(lo, OW);
+                hi = std::max(lo, std::min(hi, OW));
                 for (std::int64_t oh = 0; oh < OH; ++oh) {
                     const std::int64_t ih = oh * SH - PH + kh * DH;
                     T* drow = dst + oh * OW;
@@ -127,18 +133,12 @@ void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const
                         continue;
                     }
                     const T* xrow = xc + ih * W;
-                    const std::int64_t off = kw * DW - PW;
-                    // valid ow: 0 <= ow*SW + off < W
-                    std::int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
-                    std::int64_t hi = W - off <= 0 ? 0 : (W - off + SW - 1) / SW;
-                    lo = std::min(lo, OW);
-                    hi = std::max(lo, std::min(hi, OW));
-                    std::fill(drow, drow + lo, T(0));
+                    for (std::int64_t ow = 0; ow < lo; ++ow) drow[ow] = T(0);
                     if (SW == 1) std::copy(xrow + lo + off, xrow + hi + off, drow + lo);
                     else if (SW == 2) im2col_stride2_row(xrow, W, off, lo, hi, drow);
                     else
                         for (std::int64_t ow = lo; ow < hi; ++ow) drow[ow] = xrow[ow * SW + off];
-                    std::fill(drow + hi, drow + OW, T(0));
+                    for (std::int64_t ow = hi; ow < OW; ++ow) drow[ow] = T(0);
                 }
             }
         });
