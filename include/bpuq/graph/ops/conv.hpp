@@ -1,5 +1,5 @@
-// Convolutions: Conv (im2col + Eigen GEMM, direct depthwise), ConvTranspose (GEMM + col2im),
-// and the integer forms ConvInteger / QLinearConv (exact int32 accumulation).
+// Convolutions: Conv (1x1 / im2col / shifted-row GEMMs, direct depthwise), ConvTranspose (GEMM +
+// col2im), and the integer forms ConvInteger / QLinearConv (exact int32 accumulation).
 #pragma once
 
 #include <Eigen/Core>
@@ -381,8 +381,10 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
         pointwise = pointwise && s.g.strides[i] == 1 && s.g.pads[i] == 0 && s.g.pads[i + s.in.size()] == 0;
     std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(K * P));
 #if defined(__AVX512F__)
+    // below 8 columns (e.g. a 1x1 map: a fully connected layer) Eigen's GEMV, which streams the
+    // weights once, beats packing them
     if (P >= packed_gemm::kLanes / 2) {
-        // weights packed per group, bias and clamp fused into the GEMM's stores
+        // weights packed per group (or their cached packing), bias and clamp fused into the GEMM's stores
         for (std::int64_t nb = 0; nb < s.N; ++nb)
             for (std::int64_t g = 0; g < s.group; ++g) {
                 const float* xg = x + (nb * s.C + g * Cg) * in_size;

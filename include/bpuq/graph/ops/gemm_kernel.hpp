@@ -1,6 +1,6 @@
-// A register-blocked float GEMM for short, wide products (C = A * B, A small, B with many
-// columns): the 1x1 / im2col convolutions on large feature maps, where it beats Eigen's
-// general packing GEMM (measured in docs/PERFORMANCE.md). Narrow products stay on Eigen.
+// Float GEMM kernels of the convolutions: wide_gemm (portable vector extensions, short and
+// wide products) and packed_gemm (AVX-512: packed weights, fused bias and clamp, tiles
+// vectorized along N or, for narrow products, along M). docs/GRAPH.md lists which path runs when.
 #pragma once
 
 #include <algorithm>
@@ -129,7 +129,7 @@ constexpr bool suits(std::int64_t n, std::int64_t k) {
 /// A (the weights) is packed into panels of kRows rows so that each k step broadcasts kRows
 /// consecutive floats; B is read in place by rows (a matrix or shifted image rows). A tile
 /// of kRows x (up to 3 vectors) stays in registers over a block of k; column tails use
-/// masked loads and stores, so every shape takes this path (no scalar or Eigen remainder).
+/// masked loads and stores (no scalar remainder).
 namespace packed_gemm {
 
 #if defined(__AVX512F__)
@@ -159,10 +159,9 @@ inline void pack_a_into(const float* A, std::int64_t lda, std::int64_t M, std::i
     }
 }
 
-/// Weights in panels: panel p holds rows [p*kRows, p*kRows + kRows) as K groups of kRows
-/// floats (zero rows past M), so a tile's broadcasts are one forward stream. The panels go
-/// into a per-thread buffer reused by every call (no allocation or page faults per Conv);
-/// the returned pointer is valid until this thread packs again.
+/// A packed by pack_a_into (so a tile's k step reads one forward stream) into a per-thread
+/// buffer reused by every call (no allocation per Conv); the pointer is valid until this
+/// thread packs again.
 inline const float* pack_a(const float* A, std::int64_t lda, std::int64_t M, std::int64_t K,
                            std::int64_t panel_rows = kRows) {
     thread_local std::vector<float> packed;
@@ -172,8 +171,8 @@ inline const float* pack_a(const float* A, std::int64_t lda, std::int64_t M, std
     return packed.data();
 }
 
-/// What the store does: add nothing more, or clamp (after the last k block).
-struct Epilogue {
+/// What a tile adds and clamps: the bias (first k block) and the clamp (last k block).
+struct BiasClamp {
     const float* bias = nullptr;  // per row of C, added by the first k block
     float lo = 0, hi = 0;
 };
@@ -182,7 +181,7 @@ struct Epilogue {
 /// vector masked by `tail`. first: start from the bias (else from C); last: clamp.
 template <int NV>
 inline void tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0, std::int64_t k0, std::int64_t kc,
-                 float* C, std::int64_t ldc, int rows, __mmask16 tail, bool first, bool last, const Epilogue& ep) {
+                 float* C, std::int64_t ldc, int rows, __mmask16 tail, bool first, bool last, const BiasClamp& ep) {
     // every index into acc must be a compile-time constant after unrolling, or GCC keeps the
     // accumulators in memory and stores them on every k step
     __m512 acc[kRows][NV];
@@ -251,7 +250,7 @@ inline void gemm(const float* packed_a, const wide_gemm::RowsOfB& B, float* C, s
                         const float* ap = packed_a + (p * K + k0) * kRows;
                         float* cp = C + p * kRows * ldc + n0;
                         const int rows = int(std::min<std::int64_t>(kRows, M - p * kRows));
-                        Epilogue ep;
+                        BiasClamp ep;
                         ep.bias = bias ? bias + p * kRows : nullptr;
                         ep.lo = lo, ep.hi = hi;
                         if (vectors == 3) tile<3>(ap, B, n0, k0, kc, cp, ldc, rows, tail, first, last, ep);
@@ -275,7 +274,7 @@ constexpr std::int64_t kNarrowDepthBlock = 1024;  // few columns: the B panel is
 
 template <int NR>
 inline void narrow_tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0, std::int64_t k0, std::int64_t kc,
-                        float* C, std::int64_t ldc, int rows, bool first, bool last, const Epilogue& ep) {
+                        float* C, std::int64_t ldc, int rows, bool first, bool last, const BiasClamp& ep) {
     __m512 acc[NR][kNarrowVectors];
     alignas(64) float tmp[NR][kNarrowRows];
     if (!first)  // partial sums of earlier k blocks; rows past M are junk and never stored
@@ -324,7 +323,7 @@ inline void narrow_tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64
 template <int NR>
 inline void narrow_tile_dispatch(int cols, const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0,
                                  std::int64_t k0, std::int64_t kc, float* C, std::int64_t ldc, int rows, bool first,
-                                 bool last, const Epilogue& ep) {
+                                 bool last, const BiasClamp& ep) {
     if (cols == NR) narrow_tile<NR>(ap, B, n0, k0, kc, C, ldc, rows, first, last, ep);
     else if constexpr (NR > 1) narrow_tile_dispatch<NR - 1>(cols, ap, B, n0, k0, kc, C, ldc, rows, first, last, ep);
 }
@@ -351,7 +350,7 @@ inline void gemm_narrow(const float* packed_a, const wide_gemm::RowsOfB& B, floa
                 const float* ap = packed_a + (p * K + k0) * kNarrowRows;
                 float* cp = C + p * kNarrowRows * ldc;
                 const int rows = int(std::min<std::int64_t>(kNarrowRows, M - p * kNarrowRows));
-                Epilogue ep;
+                BiasClamp ep;
                 ep.bias = bias ? bias + p * kNarrowRows : nullptr;
                 ep.lo = lo, ep.hi = hi;
                 for (std::int64_t n0 = 0; n0 < N; n0 += kNarrowCols) {
