@@ -299,13 +299,16 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
     const std::int64_t Wp = std::max(W + PW, OW + (KW - 1) * DW);
     const std::int64_t Hp = std::max(H + PH, OH + (KH - 1) * DH) + 1;  // +1: junk-column overrun
     const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group, K = Cg * KH * KW, N = OH * Wp;
-    std::vector<float> padded(static_cast<std::size_t>(Cg * Hp * Wp));
+    // per-thread buffers reused across calls: `out` is overwritten by the GEMM, `padded` is
+    // cleared below (its borders must be zero)
+    thread_local std::vector<float> padded, out;
+    if (padded.size() < static_cast<std::size_t>(Cg * Hp * Wp)) padded.resize(static_cast<std::size_t>(Cg * Hp * Wp));
+    if (out.size() < static_cast<std::size_t>(Mg * N)) out.resize(static_cast<std::size_t>(Mg * N));
     std::vector<const float*> rows(static_cast<std::size_t>(K));
-    std::vector<float> out(static_cast<std::size_t>(Mg * N));
     for (std::int64_t nb = 0; nb < s.N; ++nb)
         for (std::int64_t g = 0; g < s.group; ++g) {
             const float* xg = x + (nb * s.C + g * Cg) * H * W;
-            std::fill(padded.begin(), padded.end(), 0.f);
+            std::fill(padded.begin(), padded.begin() + Cg * Hp * Wp, 0.f);
             for (std::int64_t c = 0; c < Cg; ++c)
                 for (std::int64_t h = 0; h < H; ++h)
                     std::copy(xg + (c * H + h) * W, xg + (c * H + h + 1) * W, padded.data() + (c * Hp + h + PH) * Wp + PW);
