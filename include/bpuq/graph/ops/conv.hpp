@@ -300,8 +300,12 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
     const std::int64_t Hp = std::max(H + PH, OH + (KH - 1) * DH) + 1;  // +1: junk-column overrun
     const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group, K = Cg * KH * KW, N = OH * Wp;
     // per-thread buffers reused across calls: `out` is overwritten by the GEMM, `padded` is
-    // cleared below (its borders must be zero)
-    thread_local std::vector<float> padded, out;
+    // cleared below (its borders must be zero). The lambdas below run on worker threads too,
+    // so they must see the calling thread's buffers through these references, never the
+    // thread_local names themselves.
+    thread_local std::vector<float> padded_buffer, out_buffer;
+    std::vector<float>& padded = padded_buffer;
+    std::vector<float>& out = out_buffer;
     if (padded.size() < static_cast<std::size_t>(Cg * Hp * Wp)) padded.resize(static_cast<std::size_t>(Cg * Hp * Wp));
     if (out.size() < static_cast<std::size_t>(Mg * N)) out.resize(static_cast<std::size_t>(Mg * N));
     std::vector<const float*> rows(static_cast<std::size_t>(K));
