@@ -107,6 +107,7 @@ TEST_CASE("fast paths: Conv GEMM tiles (wide, narrow, k blocks, row and column t
         {1, 9, 11, 13, 21, 1, 1, 1, {1, 1}, {1, 1}, {0, 0, 0, 0}, "Clip", "wide: 143 columns (tail vector)"},
         {1, 5, 1, 3, 7, 1, 1, 1, {1, 1}, {1, 1}, {0, 0, 0, 0}, "", "3 columns (Eigen fallback)"},
         {1, 3, 31, 29, 17, 3, 3, 1, {2, 2}, {1, 1}, {1, 0, 1, 1}, "Relu", "im2col stride 2 (first-layer shape)"},
+        {1, 16, 130, 129, 9, 3, 3, 1, {2, 2}, {1, 1}, {1, 1, 1, 1}, "Clip", "im2col in blocks of output rows (last partial)"},
         {1, 6, 23, 37, 9, 3, 3, 1, {1, 1}, {1, 1}, {1, 1, 1, 1}, "Clip", "shifted rows, stride 1"},
         {1, 6, 9, 9, 33, 3, 3, 1, {1, 1}, {2, 1}, {2, 1, 2, 1}, "", "shifted rows, dilated, narrow map"},
         {1, 8, 12, 10, 12, 3, 2, 4, {1, 1}, {1, 1}, {1, 0, 1, 1}, "Relu", "grouped 3x2 kernel"},

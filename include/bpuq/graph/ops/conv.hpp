@@ -106,13 +106,17 @@ inline void im2col_stride2_row(const T* xrow, std::int64_t W, std::int64_t off, 
 }
 
 /// im2col for one image and one group: col[(c, k...)][out position] (zero where padded).
+/// 2-D inputs may be limited to output rows [oh_begin, oh_end) (rows of col are then
+/// (oh_end - oh_begin) * OW long); oh_end < 0 means all rows.
 template <class T>
-void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const ExecContext& ctx) {
+void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const ExecContext& ctx,
+            std::int64_t oh_begin = 0, std::int64_t oh_end = -1) {
     const std::size_t d = s.in.size();
-    const std::int64_t K = s.kernel_size(), P = s.out_size(), in_size = s.in_size();
+    const std::int64_t K = s.kernel_size(), in_size = s.in_size();
     if (d == 2) {
         const std::int64_t H = s.in[0], W = s.in[1], KW = s.g.kernel[1];
-        const std::int64_t OH = s.g.out[0], OW = s.g.out[1], SH = s.g.strides[0], SW = s.g.strides[1];
+        const std::int64_t OW = s.g.out[1], SH = s.g.strides[0], SW = s.g.strides[1];
+        const std::int64_t oh0 = oh_begin, oh1 = oh_end < 0 ? s.g.out[0] : oh_end, P = (oh1 - oh0) * OW;
         const std::int64_t DH = s.g.dilations[0], DW = s.g.dilations[1], PH = s.g.pads[0], PW = s.g.pads[1];
         ctx.parallel_for(channels * K, 16, [&](std::int64_t rb, std::int64_t re) {
             for (std::int64_t row = rb; row < re; ++row) {
@@ -125,9 +129,9 @@ void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const
                 std::int64_t hi = W - off <= 0 ? 0 : (W - off + SW - 1) / SW;
                 lo = std::min(lo, OW);
                 hi = std::max(lo, std::min(hi, OW));
-                for (std::int64_t oh = 0; oh < OH; ++oh) {
+                for (std::int64_t oh = oh0; oh < oh1; ++oh) {
                     const std::int64_t ih = oh * SH - PH + kh * DH;
-                    T* drow = dst + oh * OW;
+                    T* drow = dst + (oh - oh0) * OW;
                     if (ih < 0 || ih >= H) {
                         std::fill(drow, drow + OW, T(0));
                         continue;
@@ -145,6 +149,7 @@ void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const
         return;
     }
     // generic N-d
+    const std::int64_t P = s.out_size();
     std::vector<std::int64_t> kidx(d), oidx(d);
     for (std::int64_t c = 0; c < channels; ++c)
         for (std::int64_t k = 0; k < K; ++k) {
@@ -386,28 +391,48 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
     bool pointwise = s.kernel_size() == 1;
     for (std::size_t i = 0; i < s.in.size(); ++i)
         pointwise = pointwise && s.g.strides[i] == 1 && s.g.pads[i] == 0 && s.g.pads[i + s.in.size()] == 0;
-    std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(K * P));
+    std::vector<float> col;  // the im2col matrix (or a block of it), when not pointwise
 #if defined(__AVX512F__)
     // below 8 columns (e.g. a 1x1 map: a fully connected layer) Eigen's GEMV, which streams the
     // weights once, beats packing them
     if (P >= packed_gemm::kLanes / 2) {
         // weights packed per group (or their cached packing), bias and clamp fused into the GEMM's stores
+        // 2-D im2col in blocks of output rows (about kIm2colBlockBytes of col), each multiplied
+        // while it is still in cache, instead of one matrix that goes out to memory and back
+        constexpr std::int64_t kIm2colBlockBytes = 256 * 1024;
+        const bool blocked = !pointwise && s.in.size() == 2;
+        const std::int64_t OH = blocked ? s.g.out[0] : 1, OW = blocked ? s.g.out[1] : P;
+        const std::int64_t rows_per_block =
+            blocked ? std::max<std::int64_t>(1, std::min(OH, kIm2colBlockBytes / std::max<std::int64_t>(1, 4 * K * OW))) : 1;
+        if (!pointwise) col.resize(static_cast<std::size_t>(K * (blocked ? rows_per_block * OW : P)));
         for (std::int64_t nb = 0; nb < s.N; ++nb)
             for (std::int64_t g = 0; g < s.group; ++g) {
                 const float* xg = x + (nb * s.C + g * Cg) * in_size;
+                float* yg = y + (nb * s.M + g * Mg) * P;
+                const float* bg = bias ? bias + g * Mg : nullptr;
                 wide_gemm::RowsOfB b;
                 b.base = xg;
                 b.ld = P;
+                if (blocked) {
+                    for (std::int64_t oh = 0; oh < OH; oh += rows_per_block) {
+                        const std::int64_t oh_end = std::min(OH, oh + rows_per_block), n = (oh_end - oh) * OW;
+                        im2col(xg, Cg, s, col.data(), ctx, oh, oh_end);
+                        b.base = col.data();
+                        b.ld = n;
+                        packed_gemm::gemm_auto(w + g * Mg * K, K, b, yg + oh * OW, P, Mg, n, K, bg, ep.lo, ep.hi, w, ctx);
+                    }
+                    continue;
+                }
                 if (!pointwise) {
                     im2col(xg, Cg, s, col.data(), ctx);
                     b.base = col.data();
                 }
-                packed_gemm::gemm_auto(w + g * Mg * K, K, b, y + (nb * s.M + g * Mg) * P, P, Mg, P, K,
-                                       bias ? bias + g * Mg : nullptr, ep.lo, ep.hi, w, ctx);
+                packed_gemm::gemm_auto(w + g * Mg * K, K, b, yg, P, Mg, P, K, bg, ep.lo, ep.hi, w, ctx);
             }
         return;
     }
 #endif
+    if (!pointwise) col.resize(static_cast<std::size_t>(K * P));
     for (std::int64_t nb = 0; nb < s.N; ++nb)
         for (std::int64_t g = 0; g < s.group; ++g) {
             const float* xg = x + (nb * s.C + g * Cg) * in_size;
