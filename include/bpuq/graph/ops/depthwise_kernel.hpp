@@ -72,6 +72,52 @@ inline void rows_chunk(const float* plane, std::int64_t row_stride, std::int64_t
         _mm512_mask_storeu_ps(yc + (oh + r) * g.OW + ow0, mask, _mm512_min_ps(vhi, _mm512_max_ps(vlo, acc[r])));
 }
 
+/// The common 3x3 undilated case with every tap unrolled and the 9 weights in registers:
+/// R output rows at once, each row's 9 multiply-adds interleaved with the other rows'.
+template <int SW, int R>
+inline void rows_chunk_3x3(const float* plane, std::int64_t row_stride, std::int64_t oh, std::int64_t ow0,
+                           const __m512 (&wv)[9], __m512 b0, const DepthwiseGeometry& g, __m512 lo, __m512 hi,
+                           float* yc) {
+    __m512 acc[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = b0;
+#pragma GCC unroll 3
+    for (int kh = 0; kh < 3; ++kh)
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+            const float* p = plane + ((oh + r) * g.SH + kh) * row_stride + ow0 * SW;
+            acc[r] = _mm512_fmadd_ps(load_tap<SW>(p), wv[kh * 3], acc[r]);
+            acc[r] = _mm512_fmadd_ps(load_tap<SW>(p + 1), wv[kh * 3 + 1], acc[r]);
+            acc[r] = _mm512_fmadd_ps(load_tap<SW>(p + 2), wv[kh * 3 + 2], acc[r]);
+        }
+    const std::int64_t left = g.OW - ow0;
+    const __mmask16 mask = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+        _mm512_mask_storeu_ps(yc + (oh + r) * g.OW + ow0, mask, _mm512_min_ps(hi, _mm512_max_ps(lo, acc[r])));
+}
+
+template <int SW>
+inline void channel_3x3(const float* plane, std::int64_t row_stride, const float* wc, float b0,
+                        const DepthwiseGeometry& g, float lo, float hi, float* yc) {
+    constexpr int kRows = 6;
+    __m512 wv[9];
+    for (int t = 0; t < 9; ++t) wv[t] = _mm512_set1_ps(wc[t]);
+    const __m512 vb = _mm512_set1_ps(b0), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    for (std::int64_t ow0 = 0; ow0 < g.OW; ow0 += kLanes) {
+        std::int64_t oh = 0;
+        for (; oh + kRows <= g.OH; oh += kRows) rows_chunk_3x3<SW, kRows>(plane, row_stride, oh, ow0, wv, vb, g, vlo, vhi, yc);
+        switch (g.OH - oh) {
+            case 5: rows_chunk_3x3<SW, 5>(plane, row_stride, oh, ow0, wv, vb, g, vlo, vhi, yc); break;
+            case 4: rows_chunk_3x3<SW, 4>(plane, row_stride, oh, ow0, wv, vb, g, vlo, vhi, yc); break;
+            case 3: rows_chunk_3x3<SW, 3>(plane, row_stride, oh, ow0, wv, vb, g, vlo, vhi, yc); break;
+            case 2: rows_chunk_3x3<SW, 2>(plane, row_stride, oh, ow0, wv, vb, g, vlo, vhi, yc); break;
+            case 1: rows_chunk_3x3<SW, 1>(plane, row_stride, oh, ow0, wv, vb, g, vlo, vhi, yc); break;
+            default: break;
+        }
+    }
+}
+
 template <int SW>
 inline void channel(const float* plane, std::int64_t row_stride, const float* wc, float b0, const DepthwiseGeometry& g,
                     float lo, float hi, float* yc) {
@@ -98,6 +144,7 @@ inline void conv2d(const float* x, const float* w, const float* bias, float* y, 
     const std::int64_t OWv = (g.OW + kLanes - 1) / kLanes * kLanes;
     const std::int64_t row_stride = std::max(g.W + g.PW, g.SW * OWv + (g.KW - 1) * g.DW);
     const std::int64_t rows = std::max(g.H + g.PH, (g.OH - 1) * g.SH + (g.KH - 1) * g.DH + 1);
+    const bool is_3x3 = g.KH == 3 && g.KW == 3 && g.DH == 1 && g.DW == 1;
     ctx.parallel_for(g.planes, 1, [&](std::int64_t b, std::int64_t e) {
         // borders stay zero: every plane writes the same interior
         std::vector<float> plane(static_cast<std::size_t>(rows * row_stride), 0.f);
@@ -109,7 +156,9 @@ inline void conv2d(const float* x, const float* w, const float* bias, float* y, 
             const float* wc = w + c * g.KH * g.KW;
             const float b0 = bias ? bias[c] : 0.f;
             float* yc = y + p * g.OH * g.OW;
-            if (g.SW == 1) channel<1>(plane.data(), row_stride, wc, b0, g, lo, hi, yc);
+            if (is_3x3 && g.SW == 1) channel_3x3<1>(plane.data(), row_stride, wc, b0, g, lo, hi, yc);
+            else if (is_3x3) channel_3x3<2>(plane.data(), row_stride, wc, b0, g, lo, hi, yc);
+            else if (g.SW == 1) channel<1>(plane.data(), row_stride, wc, b0, g, lo, hi, yc);
             else channel<2>(plane.data(), row_stride, wc, b0, g, lo, hi, yc);
         }
     });
