@@ -136,6 +136,8 @@ TEST_CASE("fast paths: depthwise Conv (strides 1/2/3, pads, dilations, wide rows
         {2, 3, 38, 35, 3, 3, 3, 3, {2, 2}, {1, 1}, {0, 1, 1, 0}, "Clip", "stride 2, asymmetric pads, batch 2"},
         {1, 4, 17, 33, 4, 5, 5, 4, {2, 2}, {2, 2}, {4, 4, 4, 4}, "", "stride 2, 5x5 dilated 2"},
         {1, 3, 7, 7, 3, 3, 3, 3, {1, 1}, {1, 1}, {1, 1, 1, 1}, "Clip", "7x7 map (one masked vector per row)"},
+        {1, 3, 11, 20, 3, 3, 3, 3, {1, 1}, {1, 1}, {1, 1, 1, 1}, "Relu", "3x3: 11 output rows (6 + 5)"},
+        {1, 2, 16, 18, 2, 3, 3, 2, {2, 2}, {1, 1}, {1, 1, 1, 1}, "", "3x3 stride 2: 8 output rows (6 + 2)"},
         {1, 2, 9, 20, 2, 3, 3, 2, {1, 2}, {1, 1}, {1, 1, 1, 1}, "", "row stride 1, column stride 2"},
         {1, 2, 20, 9, 2, 3, 3, 2, {2, 1}, {1, 1}, {1, 1, 1, 1}, "Relu", "row stride 2, column stride 1"},
         {1, 3, 13, 29, 3, 3, 3, 3, {3, 3}, {1, 1}, {1, 1, 1, 1}, "", "stride 3 (generic path)"},
