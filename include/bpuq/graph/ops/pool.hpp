@@ -137,7 +137,8 @@ inline void max_pool_2d_float(const Pool3& p, const float* x, float* y, const Ex
 inline bool max_pool_2d_float_avx512(const Pool3& p, const float* x, float* y, const ExecContext& ctx) {
     const std::int64_t H = p.in[1], W = p.in[2], OH = p.out[1], OW = p.out[2], KW = p.k[2], SW = p.s[2];
     const std::int64_t DW = p.d[2], PW = p.pb[2];
-    if ((SW != 1 && SW != 2) || PW < 0) return false;
+    constexpr std::int64_t kMaxWindowRows = 16;
+    if ((SW != 1 && SW != 2) || PW < 0 || p.k[1] > kMaxWindowRows) return false;
     constexpr std::int64_t kLanes = depthwise_avx512::kLanes;
     const std::int64_t OWv = (OW + kLanes - 1) / kLanes * kLanes;
     const std::int64_t length = std::max(W + PW, SW * OWv + (KW - 1) * DW);
@@ -149,15 +150,20 @@ inline bool max_pool_2d_float_avx512(const Pool3& p, const float* x, float* y, c
             const float* xc = x + c * H * W;
             float* yc = y + c * OH * OW;
             for (std::int64_t oh = 0; oh < OH; ++oh) {
-                std::fill(rm, rm + W, lowest);
+                // the window's valid input rows, reduced in registers (one store per chunk; a
+                // store and reload of rm per row would stall on store forwarding)
+                const float* rows[kMaxWindowRows];
+                int valid = 0;
                 for (std::int64_t kh = 0; kh < p.k[1]; ++kh) {
                     const std::int64_t ih = oh * p.s[1] - p.pb[1] + kh * p.d[1];
-                    if (ih < 0 || ih >= H) continue;
-                    const float* xr = xc + ih * W;
-                    std::int64_t w = 0;
-                    for (; w + kLanes <= W; w += kLanes)
-                        _mm512_storeu_ps(rm + w, _mm512_max_ps(_mm512_loadu_ps(xr + w), _mm512_loadu_ps(rm + w)));
-                    for (; w < W; ++w) rm[w] = rm[w] < xr[w] ? xr[w] : rm[w];
+                    if (ih >= 0 && ih < H) rows[valid++] = xc + ih * W;
+                }
+                for (std::int64_t w = 0; w < W; w += kLanes) {
+                    const std::int64_t left = W - w;
+                    const __mmask16 m = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+                    __m512 v = _mm512_set1_ps(lowest);
+                    for (int r = 0; r < valid; ++r) v = _mm512_max_ps(_mm512_maskz_loadu_ps(m, rows[r] + w), v);
+                    _mm512_mask_storeu_ps(rm + w, m, v);
                 }
                 for (std::int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
                     __m512 m = _mm512_set1_ps(lowest);
