@@ -35,7 +35,8 @@ public:
         };
         for (const auto& kv : graph_.initializers) {
             initializer_slots_.push_back({slot(kv.first), &kv.second});
-            weight_cache_.add_constant(kv.second.raw());
+            // views of memory owned elsewhere may change behind the Executor's back: never cached
+            if (kv.second.owns_data()) weight_cache_.add_constant(kv.second.raw());
         }
         for (const auto& in : graph_.inputs) input_slots_.push_back(slot(in));
         for (const Node& n : graph_.nodes) {

@@ -171,14 +171,15 @@ inline const float* pack_a(const float* A, std::int64_t lda, std::int64_t M, std
     return packed.data();
 }
 
-/// What a tile adds and clamps: the bias (first k block) and the clamp (last k block).
+/// What a tile adds and clamps after the last k block. The bias is added to the finished sum
+/// (not used as its start) so that results round as the Eigen/vector-extension paths did.
 struct BiasClamp {
-    const float* bias = nullptr;  // per row of C, added by the first k block
+    const float* bias = nullptr;  // per row of C
     float lo = 0, hi = 0;
 };
 
 /// One tile: rows [0, rows) of C (rows <= kRows) and NV vectors of columns from n0, the last
-/// vector masked by `tail`. first: start from the bias (else from C); last: clamp.
+/// vector masked by `tail`. first: start from zero (else from C); last: add bias, clamp.
 template <int NV>
 inline void tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0, std::int64_t k0, std::int64_t kc,
                  float* C, std::int64_t ldc, int rows, __mmask16 tail, bool first, bool last, const BiasClamp& ep) {
@@ -190,8 +191,7 @@ inline void tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0, 
 #pragma GCC unroll 3
         for (int v = 0; v < NV; ++v) {
             const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
-            if (i >= rows) acc[i][v] = _mm512_setzero_ps();
-            else if (first) acc[i][v] = _mm512_set1_ps(ep.bias ? ep.bias[i] : 0.f);
+            if (i >= rows || first) acc[i][v] = _mm512_setzero_ps();
             else acc[i][v] = _mm512_maskz_loadu_ps(m, C + i * ldc + v * kLanes);
         }
     for (std::int64_t k = 0; k < kc; ++k) {
@@ -212,10 +212,11 @@ inline void tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64_t n0, 
 #pragma GCC unroll 8
     for (int i = 0; i < kRows; ++i) {
         if (i >= rows) continue;
+        const __m512 bias = _mm512_set1_ps(last && ep.bias ? ep.bias[i] : 0.f);
 #pragma GCC unroll 3
         for (int v = 0; v < NV; ++v) {
             __m512 r = acc[i][v];
-            if (last) r = _mm512_min_ps(hi, _mm512_max_ps(lo, r));
+            if (last) r = _mm512_min_ps(hi, _mm512_max_ps(lo, _mm512_add_ps(r, bias)));
             if (v == NV - 1) _mm512_mask_storeu_ps(C + i * ldc + v * kLanes, tail, r);
             else _mm512_storeu_ps(C + i * ldc + v * kLanes, r);
         }
@@ -284,15 +285,7 @@ inline void narrow_tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64
     for (int j = 0; j < NR; ++j)
 #pragma GCC unroll 2
         for (int v = 0; v < kNarrowVectors; ++v) {
-            if (!first) {
-                acc[j][v] = _mm512_load_ps(&tmp[j][v * kLanes]);
-            } else if (ep.bias) {
-                const int left = rows - v * kLanes;
-                const __mmask16 m = left >= kLanes ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-                acc[j][v] = _mm512_maskz_loadu_ps(m, ep.bias + v * kLanes);
-            } else {
-                acc[j][v] = _mm512_setzero_ps();
-            }
+            acc[j][v] = first ? _mm512_setzero_ps() : _mm512_load_ps(&tmp[j][v * kLanes]);
         }
     for (std::int64_t k = 0; k < kc; ++k) {
         const float* br = B.row(k0 + k) + n0;
@@ -308,12 +301,19 @@ inline void narrow_tile(const float* ap, const wide_gemm::RowsOfB& B, std::int64
         }
     }
     const __m512 lo = _mm512_set1_ps(ep.lo), hi = _mm512_set1_ps(ep.hi);
+    __m512 bias[kNarrowVectors];
+#pragma GCC unroll 2
+    for (int v = 0; v < kNarrowVectors; ++v) {
+        const int left = rows - v * kLanes;
+        const __mmask16 m = left >= kLanes ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+        bias[v] = last && ep.bias ? _mm512_maskz_loadu_ps(m, ep.bias + v * kLanes) : _mm512_setzero_ps();
+    }
 #pragma GCC unroll 12
     for (int j = 0; j < NR; ++j)
 #pragma GCC unroll 2
         for (int v = 0; v < kNarrowVectors; ++v) {
             __m512 r = acc[j][v];
-            if (last) r = _mm512_min_ps(hi, _mm512_max_ps(lo, r));
+            if (last) r = _mm512_min_ps(hi, _mm512_max_ps(lo, _mm512_add_ps(r, bias[v])));
             _mm512_store_ps(&tmp[j][v * kLanes], r);
         }
     for (int i = 0; i < rows; ++i)
