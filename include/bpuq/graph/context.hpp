@@ -6,8 +6,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -92,6 +95,55 @@ private:
     std::int64_t total_ = 0, done_ = 0, active_ = 0;  // guarded by mu_
     std::uint64_t generation_ = 0;
     bool stop_ = false;
+};
+
+/// Packed copies of constant weights (the layout a kernel wants, e.g. GEMM panels), built on
+/// first use and kept for the owner's lifetime. An Executor owns one and registers its
+/// graph's initializers, which cannot change while it exists, so a packed copy never goes
+/// stale; data that is not a registered constant is never cached. Safe for concurrent runs.
+class PackedWeightCache {
+public:
+    /// Marks the buffer starting at `data` as constant for this cache's lifetime.
+    void add_constant(const void* data) {
+        if (data) constants_.insert(data);
+    }
+    bool is_constant(const void* data) const { return constants_.count(data) != 0; }
+
+    /// The packed copy identified by (source, layout...), written by pack(dst) on first use.
+    const float* find_or_pack(const void* source, std::int64_t lda, std::int64_t rows, std::int64_t cols,
+                              std::int64_t layout, std::size_t floats, const std::function<void(float*)>& pack) {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto& slot = packed_[std::make_tuple(source, lda, rows, cols, layout)];
+        if (!slot) {
+            slot = std::make_unique<std::vector<float>>(floats);
+            pack(slot->data());
+        }
+        return slot->data();
+    }
+
+    /// The cache of the run in progress on this thread (nullptr outside an Executor run).
+    static PackedWeightCache*& current() {
+        thread_local PackedWeightCache* cache = nullptr;
+        return cache;
+    }
+    /// Makes `cache` current on this thread for the scope's lifetime.
+    class Scope {
+    public:
+        explicit Scope(PackedWeightCache* cache) : previous_(current()) { current() = cache; }
+        ~Scope() { current() = previous_; }
+        Scope(const Scope&) = delete;
+        Scope& operator=(const Scope&) = delete;
+
+    private:
+        PackedWeightCache* previous_;
+    };
+
+private:
+    std::set<const void*> constants_;  // written only before any run
+    std::mutex mu_;
+    std::map<std::tuple<const void*, std::int64_t, std::int64_t, std::int64_t, std::int64_t>,
+             std::unique_ptr<std::vector<float>>>
+        packed_;
 };
 
 /// What an executor needs besides the graph: how many threads it may use. Pass one

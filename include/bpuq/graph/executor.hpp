@@ -33,7 +33,11 @@ public:
             slot_of.emplace(name, slots_);
             return slots_++;
         };
-        for (const auto& kv : graph_.initializers) initializer_slots_.push_back({slot(kv.first), &kv.second});
+        for (const auto& kv : graph_.initializers) {
+            initializer_slots_.push_back({slot(kv.first), &kv.second});
+            // views of memory owned elsewhere may change behind the Executor's back: never cached
+            if (kv.second.owns_data()) weight_cache_.add_constant(kv.second.raw());
+        }
         for (const auto& in : graph_.inputs) input_slots_.push_back(slot(in));
         for (const Node& n : graph_.nodes) {
             Step s;
@@ -68,6 +72,8 @@ public:
         BPUQ_CHECK(inputs.size() == input_slots_.size(), "graph.input",
                    "graph '" + graph_.name + "' has " + std::to_string(input_slots_.size()) + " inputs, got " +
                        std::to_string(inputs.size()));
+        // kernels may keep packed copies of the (immutable) initializers across runs
+        PackedWeightCache::Scope cache_scope(&weight_cache_);
         std::vector<Tensor> slots(slots_);
         for (const auto& is : initializer_slots_) slots[is.first] = *is.second;
         for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -139,6 +145,7 @@ private:
     std::vector<std::pair<std::size_t, const Tensor*>> initializer_slots_;
     std::vector<std::size_t> input_slots_, output_slots_;
     std::vector<Step> steps_;
+    mutable PackedWeightCache weight_cache_;
 };
 
 }  // namespace graph

@@ -1,13 +1,15 @@
-// Convolutions: Conv (im2col + Eigen GEMM, direct depthwise), ConvTranspose (GEMM + col2im),
-// and the integer forms ConvInteger / QLinearConv (exact int32 accumulation).
+// Convolutions: Conv (1x1 / im2col / shifted-row GEMMs, direct depthwise), ConvTranspose (GEMM +
+// col2im), and the integer forms ConvInteger / QLinearConv (exact int32 accumulation).
 #pragma once
 
 #include <Eigen/Core>
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "common.hpp"
+#include "depthwise_kernel.hpp"
 #include "gemm_kernel.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -78,45 +80,76 @@ inline void infer_conv(const Node& n, const std::vector<InferInput>& in, std::ve
     set_output(out, 0, t, o);
 }
 
-/// im2col for one image and one group: col[(c, k...)][out position] (zero where padded).
+/// dst[ow] = xrow[2 * ow + off] for ow in [lo, hi) (all inside the row of width W). The AVX-512
+/// float form takes 16 outputs from two (masked, so never past the row) loads and a permute.
 template <class T>
-void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const ExecContext& ctx) {
+inline void im2col_stride2_row(const T* xrow, std::int64_t W, std::int64_t off, std::int64_t lo, std::int64_t hi,
+                               T* dst) {
+    std::int64_t ow = lo;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same<T, float>::value) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; ow + 16 <= hi; ow += 16) {
+            const std::int64_t first = 2 * ow + off, avail = W - first;  // avail >= 31 except near the end
+            const __mmask16 m0 = avail >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << avail) - 1);
+            const __mmask16 m1 = avail >= 32   ? __mmask16(0xFFFF)
+                                 : avail <= 16 ? __mmask16(0)
+                                               : __mmask16((1u << (avail - 16)) - 1);
+            const __m512 v0 = _mm512_maskz_loadu_ps(m0, xrow + first), v1 = _mm512_maskz_loadu_ps(m1, xrow + first + 16);
+            _mm512_storeu_ps(dst + ow, _mm512_permutex2var_ps(v0, even, v1));
+        }
+    }
+#else
+    (void)W;
+#endif
+    for (; ow < hi; ++ow) dst[ow] = xrow[2 * ow + off];
+}
+
+/// im2col for one image and one group: col[(c, k...)][out position] (zero where padded).
+/// 2-D inputs may be limited to output rows [oh_begin, oh_end) (rows of col are then
+/// (oh_end - oh_begin) * OW long); oh_end < 0 means all rows.
+template <class T>
+void im2col(const T* x, std::int64_t channels, const ConvShape& s, T* col, const ExecContext& ctx,
+            std::int64_t oh_begin = 0, std::int64_t oh_end = -1) {
     const std::size_t d = s.in.size();
-    const std::int64_t K = s.kernel_size(), P = s.out_size(), in_size = s.in_size();
+    const std::int64_t K = s.kernel_size(), in_size = s.in_size();
     if (d == 2) {
         const std::int64_t H = s.in[0], W = s.in[1], KW = s.g.kernel[1];
-        const std::int64_t OH = s.g.out[0], OW = s.g.out[1], SH = s.g.strides[0], SW = s.g.strides[1];
+        const std::int64_t OW = s.g.out[1], SH = s.g.strides[0], SW = s.g.strides[1];
+        const std::int64_t oh0 = oh_begin, oh1 = oh_end < 0 ? s.g.out[0] : oh_end, P = (oh1 - oh0) * OW;
         const std::int64_t DH = s.g.dilations[0], DW = s.g.dilations[1], PH = s.g.pads[0], PW = s.g.pads[1];
         ctx.parallel_for(channels * K, 16, [&](std::int64_t rb, std::int64_t re) {
             for (std::int64_t row = rb; row < re; ++row) {
                 const std::int64_t c = row / K, kh = (row % K) / KW, kw = row % KW;
                 const T* xc = x + c * in_size;
                 T* dst = col + row * P;
-                for (std::int64_t oh = 0; oh < OH; ++oh) {
+                // valid ow (0 <= ow*SW + off < W) depend on kw only, not on the output row
+                const std::int64_t off = kw * DW - PW;
+                std::int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
+                std::int64_t hi = W - off <= 0 ? 0 : (W - off + SW - 1) / SW;
+                lo = std::min(lo, OW);
+                hi = std::max(lo, std::min(hi, OW));
+                for (std::int64_t oh = oh0; oh < oh1; ++oh) {
                     const std::int64_t ih = oh * SH - PH + kh * DH;
-                    T* drow = dst + oh * OW;
+                    T* drow = dst + (oh - oh0) * OW;
                     if (ih < 0 || ih >= H) {
                         std::fill(drow, drow + OW, T(0));
                         continue;
                     }
                     const T* xrow = xc + ih * W;
-                    const std::int64_t off = kw * DW - PW;
-                    // valid ow: 0 <= ow*SW + off < W
-                    std::int64_t lo = off >= 0 ? 0 : (-off + SW - 1) / SW;
-                    std::int64_t hi = W - off <= 0 ? 0 : (W - off + SW - 1) / SW;
-                    lo = std::min(lo, OW);
-                    hi = std::max(lo, std::min(hi, OW));
-                    std::fill(drow, drow + lo, T(0));
+                    for (std::int64_t ow = 0; ow < lo; ++ow) drow[ow] = T(0);
                     if (SW == 1) std::copy(xrow + lo + off, xrow + hi + off, drow + lo);
+                    else if (SW == 2) im2col_stride2_row(xrow, W, off, lo, hi, drow);
                     else
                         for (std::int64_t ow = lo; ow < hi; ++ow) drow[ow] = xrow[ow * SW + off];
-                    std::fill(drow + hi, drow + OW, T(0));
+                    for (std::int64_t ow = hi; ow < OW; ++ow) drow[ow] = T(0);
                 }
             }
         });
         return;
     }
     // generic N-d
+    const std::int64_t P = s.out_size();
     std::vector<std::int64_t> kidx(d), oidx(d);
     for (std::int64_t c = 0; c < channels; ++c)
         for (std::int64_t k = 0; k < K; ++k) {
@@ -271,13 +304,20 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
     const std::int64_t Wp = std::max(W + PW, OW + (KW - 1) * DW);
     const std::int64_t Hp = std::max(H + PH, OH + (KH - 1) * DH) + 1;  // +1: junk-column overrun
     const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group, K = Cg * KH * KW, N = OH * Wp;
-    std::vector<float> padded(static_cast<std::size_t>(Cg * Hp * Wp));
+    // per-thread buffers reused across calls: `out` is overwritten by the GEMM, `padded` is
+    // cleared below (its borders must be zero). The lambdas below run on worker threads too,
+    // so they must see the calling thread's buffers through these references, never the
+    // thread_local names themselves.
+    thread_local std::vector<float> padded_buffer, out_buffer;
+    std::vector<float>& padded = padded_buffer;
+    std::vector<float>& out = out_buffer;
+    if (padded.size() < static_cast<std::size_t>(Cg * Hp * Wp)) padded.resize(static_cast<std::size_t>(Cg * Hp * Wp));
+    if (out.size() < static_cast<std::size_t>(Mg * N)) out.resize(static_cast<std::size_t>(Mg * N));
     std::vector<const float*> rows(static_cast<std::size_t>(K));
-    std::vector<float> out(static_cast<std::size_t>(Mg * N));
     for (std::int64_t nb = 0; nb < s.N; ++nb)
         for (std::int64_t g = 0; g < s.group; ++g) {
             const float* xg = x + (nb * s.C + g * Cg) * H * W;
-            std::fill(padded.begin(), padded.end(), 0.f);
+            std::fill(padded.begin(), padded.begin() + Cg * Hp * Wp, 0.f);
             for (std::int64_t c = 0; c < Cg; ++c)
                 for (std::int64_t h = 0; h < H; ++h)
                     std::copy(xg + (c * H + h) * W, xg + (c * H + h + 1) * W, padded.data() + (c * Hp + h + PH) * Wp + PW);
@@ -288,6 +328,22 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
             const float* wg = w + g * Mg * K;
             wide_gemm::RowsOfB b;
             b.rows = rows.data();
+            float* yg = y + (nb * s.M + g * Mg) * OH * OW;
+#if defined(__AVX512F__)
+            {
+                // bias and clamp are applied by the GEMM; only the valid columns are copied
+                packed_gemm::gemm_auto(wg, K, b, out.data(), N, Mg, N, K, bias ? bias + g * Mg : nullptr, ep.lo, ep.hi, w,
+                                       ctx);
+                ctx.parallel_for(Mg, 4, [&](std::int64_t m0, std::int64_t m1) {
+                    for (std::int64_t m = m0; m < m1; ++m)
+                        for (std::int64_t oh = 0; oh < OH; ++oh) {
+                            const float* src = out.data() + m * N + oh * Wp;
+                            std::copy(src, src + OW, yg + (m * OH + oh) * OW);
+                        }
+                });
+                continue;
+            }
+#endif
             const std::int64_t block = 512, blocks = (N + block - 1) / block;
             ctx.parallel_for(blocks, 1, [&](std::int64_t b0, std::int64_t b1) {
                 for (std::int64_t blk = b0; blk < b1; ++blk) {
@@ -295,7 +351,6 @@ inline void conv2d_stride1_shifted(const float* x, const float* w, const float* 
                     wide_gemm::gemm_rows(wg, K, b.shifted(n0), out.data() + n0, N, Mg, std::min(block, N - n0), K);
                 }
             });
-            float* yg = y + (nb * s.M + g * Mg) * OH * OW;
             ctx.parallel_for(Mg, 4, [&](std::int64_t m0, std::int64_t m1) {
                 for (std::int64_t m = m0; m < m1; ++m) {
                     const float bv = bias ? bias[g * Mg + m] : 0.f;
@@ -316,12 +371,19 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
     const std::int64_t Cg = s.C / s.group, Mg = s.M / s.group;
     const std::int64_t K = Cg * s.kernel_size(), P = s.out_size(), in_size = s.in_size();
     if (s.in.size() == 2 && s.group == s.C && s.group == s.M) {
-        depthwise_conv2d(x, w, bias, y, s, ep, ctx);
+        depthwise_avx512::DepthwiseGeometry dg;
+        dg.planes = s.N * s.C;
+        dg.channels = s.C;
+        dg.H = s.in[0], dg.W = s.in[1], dg.KH = s.g.kernel[0], dg.KW = s.g.kernel[1];
+        dg.OH = s.g.out[0], dg.OW = s.g.out[1], dg.SH = s.g.strides[0], dg.SW = s.g.strides[1];
+        dg.DH = s.g.dilations[0], dg.DW = s.g.dilations[1], dg.PH = s.g.pads[0], dg.PW = s.g.pads[1];
+        if (depthwise_avx512::suits(dg)) depthwise_avx512::conv2d(x, w, bias, y, dg, ep.lo, ep.hi, ctx);
+        else depthwise_conv2d(x, w, bias, y, s, ep, ctx);
         return;
     }
 #if BPUQ_HAS_VECTOR_EXTENSIONS
     if (s.in.size() == 2 && s.g.strides[0] == 1 && s.g.strides[1] == 1 && s.kernel_size() > 1 &&
-        wide_gemm::suits(s.g.out[0] * s.g.out[1], K)) {
+        (packed_gemm::available() || wide_gemm::suits(s.g.out[0] * s.g.out[1], K))) {
         conv2d_stride1_shifted(x, w, bias, y, s, ep, ctx);
         return;
     }
@@ -329,7 +391,48 @@ inline void conv_float(const float* x, const float* w, const float* bias, float*
     bool pointwise = s.kernel_size() == 1;
     for (std::size_t i = 0; i < s.in.size(); ++i)
         pointwise = pointwise && s.g.strides[i] == 1 && s.g.pads[i] == 0 && s.g.pads[i + s.in.size()] == 0;
-    std::vector<float> col(pointwise ? 0 : static_cast<std::size_t>(K * P));
+    std::vector<float> col;  // the im2col matrix (or a block of it), when not pointwise
+#if defined(__AVX512F__)
+    // below 8 columns (e.g. a 1x1 map: a fully connected layer) Eigen's GEMV, which streams the
+    // weights once, beats packing them
+    if (P >= packed_gemm::kLanes / 2) {
+        // weights packed per group (or their cached packing), bias and clamp fused into the GEMM's stores
+        // 2-D im2col in blocks of output rows (about kIm2colBlockBytes of col), each multiplied
+        // while it is still in cache, instead of one matrix that goes out to memory and back
+        constexpr std::int64_t kIm2colBlockBytes = 256 * 1024;
+        const bool blocked = !pointwise && s.in.size() == 2;
+        const std::int64_t OH = blocked ? s.g.out[0] : 1, OW = blocked ? s.g.out[1] : P;
+        const std::int64_t rows_per_block =
+            blocked ? std::max<std::int64_t>(1, std::min(OH, kIm2colBlockBytes / std::max<std::int64_t>(1, 4 * K * OW))) : 1;
+        if (!pointwise) col.resize(static_cast<std::size_t>(K * (blocked ? rows_per_block * OW : P)));
+        for (std::int64_t nb = 0; nb < s.N; ++nb)
+            for (std::int64_t g = 0; g < s.group; ++g) {
+                const float* xg = x + (nb * s.C + g * Cg) * in_size;
+                float* yg = y + (nb * s.M + g * Mg) * P;
+                const float* bg = bias ? bias + g * Mg : nullptr;
+                wide_gemm::RowsOfB b;
+                b.base = xg;
+                b.ld = P;
+                if (blocked) {
+                    for (std::int64_t oh = 0; oh < OH; oh += rows_per_block) {
+                        const std::int64_t oh_end = std::min(OH, oh + rows_per_block), n = (oh_end - oh) * OW;
+                        im2col(xg, Cg, s, col.data(), ctx, oh, oh_end);
+                        b.base = col.data();
+                        b.ld = n;
+                        packed_gemm::gemm_auto(w + g * Mg * K, K, b, yg + oh * OW, P, Mg, n, K, bg, ep.lo, ep.hi, w, ctx);
+                    }
+                    continue;
+                }
+                if (!pointwise) {
+                    im2col(xg, Cg, s, col.data(), ctx);
+                    b.base = col.data();
+                }
+                packed_gemm::gemm_auto(w + g * Mg * K, K, b, yg, P, Mg, P, K, bg, ep.lo, ep.hi, w, ctx);
+            }
+        return;
+    }
+#endif
+    if (!pointwise) col.resize(static_cast<std::size_t>(K * P));
     for (std::int64_t nb = 0; nb < s.N; ++nb)
         for (std::int64_t g = 0; g < s.group; ++g) {
             const float* xg = x + (nb * s.C + g * Cg) * in_size;

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common.hpp"
+#include "depthwise_kernel.hpp"
 
 BPUQ_NAMESPACE_BEGIN
 
@@ -128,6 +129,60 @@ inline void max_pool_2d_float(const Pool3& p, const float* x, float* y, const Ex
     });
 }
 
+#if defined(__AVX512F__)
+/// AVX-512 form of max_pool_2d_float for column strides 1 and 2: the row maximum goes into
+/// a buffer bordered with lowest() (the value a window of padding alone yields), so each
+/// 16-wide output chunk is KW vector maxima with no bounds checks. Same results as the
+/// scalar form, NaN handling included (a NaN input never replaces the running maximum).
+inline bool max_pool_2d_float_avx512(const Pool3& p, const float* x, float* y, const ExecContext& ctx) {
+    const std::int64_t H = p.in[1], W = p.in[2], OH = p.out[1], OW = p.out[2], KW = p.k[2], SW = p.s[2];
+    const std::int64_t DW = p.d[2], PW = p.pb[2];
+    constexpr std::int64_t kMaxWindowRows = 16;
+    if ((SW != 1 && SW != 2) || PW < 0 || p.k[1] > kMaxWindowRows) return false;
+    constexpr std::int64_t kLanes = depthwise_avx512::kLanes;
+    const std::int64_t OWv = (OW + kLanes - 1) / kLanes * kLanes;
+    const std::int64_t length = std::max(W + PW, SW * OWv + (KW - 1) * DW);
+    const float lowest = std::numeric_limits<float>::lowest();
+    ctx.parallel_for(p.planes, 1, [&](std::int64_t b, std::int64_t e) {
+        std::vector<float> buffer(static_cast<std::size_t>(length), lowest);
+        float* rm = buffer.data() + PW;
+        for (std::int64_t c = b; c < e; ++c) {
+            const float* xc = x + c * H * W;
+            float* yc = y + c * OH * OW;
+            for (std::int64_t oh = 0; oh < OH; ++oh) {
+                // the window's valid input rows, reduced in registers (one store per chunk; a
+                // store and reload of rm per row would stall on store forwarding)
+                const float* rows[kMaxWindowRows];
+                int valid = 0;
+                for (std::int64_t kh = 0; kh < p.k[1]; ++kh) {
+                    const std::int64_t ih = oh * p.s[1] - p.pb[1] + kh * p.d[1];
+                    if (ih >= 0 && ih < H) rows[valid++] = xc + ih * W;
+                }
+                for (std::int64_t w = 0; w < W; w += kLanes) {
+                    const std::int64_t left = W - w;
+                    const __mmask16 m = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+                    __m512 v = _mm512_set1_ps(lowest);
+                    for (int r = 0; r < valid; ++r) v = _mm512_max_ps(_mm512_maskz_loadu_ps(m, rows[r] + w), v);
+                    _mm512_mask_storeu_ps(rm + w, m, v);
+                }
+                for (std::int64_t ow0 = 0; ow0 < OW; ow0 += kLanes) {
+                    __m512 m = _mm512_set1_ps(lowest);
+                    for (std::int64_t kw = 0; kw < KW; ++kw) {
+                        const float* src = buffer.data() + ow0 * SW + kw * DW;
+                        const __m512 v = SW == 1 ? depthwise_avx512::load_tap<1>(src) : depthwise_avx512::load_tap<2>(src);
+                        m = _mm512_max_ps(v, m);
+                    }
+                    const std::int64_t left = OW - ow0;
+                    const __mmask16 mask = left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+                    _mm512_mask_storeu_ps(yc + oh * OW + ow0, mask, m);
+                }
+            }
+        }
+    });
+    return true;
+}
+#endif
+
 inline void run_max_pool(const Node& n, const std::vector<const Tensor*>& in, std::vector<Tensor>& out,
                          const ExecContext& ctx, std::int64_t) {
     const Tensor& x = need(n, in, 0);
@@ -141,6 +196,9 @@ inline void run_max_pool(const Node& n, const std::vector<const Tensor*>& in, st
     }
     const bool column_major = n.attr_int("storage_order", 0) != 0;
     if (!idx && x.dtype() == DType::float32 && p.in[0] == 1 && p.k[0] == 1) {
+#if defined(__AVX512F__)
+        if (max_pool_2d_float_avx512(p, x.data<float>(), out[0].data<float>(), ctx)) return;
+#endif
         max_pool_2d_float(p, x.data<float>(), out[0].data<float>(), ctx);
         return;
     }
