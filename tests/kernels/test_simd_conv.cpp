@@ -188,6 +188,47 @@ TEST_CASE_TEMPLATE("simd conv2d equals the reference on saturating and extreme i
     }
 }
 
+TEST_CASE_TEMPLATE("simd conv2d equals the reference on wide channel tiles and pointwise layers", Arch, BPUQ_CONV_ARCHS) {
+    // The int8 VNNI path switches to 64-channel tiles for short reductions and runs 1x1 / stride 1 /
+    // unpadded layers as one pixel run per image (crossing rows); random_cases never has more
+    // than 40 output channels per group, so these shapes cover the chunking and tails.
+    struct Shape {
+        int in_c, out_c, h, w, k, stride, pad, groups, batch;
+    };
+    const Shape shapes[] = {
+        {3, 64, 7, 7, 1, 1, 0, 1, 1},   {24, 144, 13, 11, 1, 1, 0, 1, 2}, {33, 65, 9, 10, 1, 1, 0, 1, 1},
+        {160, 97, 7, 7, 1, 1, 0, 1, 1}, {16, 80, 9, 9, 1, 2, 0, 1, 1},    {12, 70, 6, 7, 1, 1, 1, 1, 1},
+        {8, 96, 8, 9, 3, 1, 1, 1, 2},   {16, 140, 7, 8, 1, 1, 0, 2, 1},   {64, 70, 6, 9, 3, 1, 1, 1, 1},
+    };
+    int i = 0;
+    for (const Shape& s : shapes) {
+        Case c;
+        Conv2dGeometry& g = c.g;
+        g.in_c = s.in_c;
+        g.out_c = s.out_c;
+        g.in_h = s.h;
+        g.in_w = s.w;
+        g.kernel_h = g.kernel_w = s.k;
+        g.stride_h = g.stride_w = s.stride;
+        g.pad_top = g.pad_left = g.pad_bottom = g.pad_right = s.pad;
+        g.groups = s.groups;
+        g.batch = s.batch;
+        c.relu = i % 2 == 1;
+        check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int8_t>(c, 1 + i % 3);
+        check_case<Arch, RoundHalfToEven, std::int8_t, std::int8_t, std::int8_t>(c, 2);
+        check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int16_t>(c, 1);
+        check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int32_t>(c, 3);
+        check_case<Arch, RoundHalfAwayFromZero, std::int16_t, std::int8_t, std::int16_t>(c, 2);
+        c.multiplier_scale = 1e5;  // saturating: the clamping stage forms
+        check_case<Arch, RoundHalfAwayFromZero, std::int8_t, std::int8_t, std::int8_t>(c, 1);
+        c.multiplier_scale = 1.0;
+        c.input_fill = Fill::all_max;
+        c.weight_fill = Fill::alternating;
+        check_case<Arch, RoundHalfToEven, std::int8_t, std::int8_t, std::int8_t>(c, 1);
+        ++i;
+    }
+}
+
 TEST_CASE_TEMPLATE("simd conv2d handles multipliers and shifts at their limits", Arch, BPUQ_CONV_ARCHS) {
     Conv2dGeometry g;
     g.in_h = 5;

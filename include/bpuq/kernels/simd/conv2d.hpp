@@ -536,28 +536,72 @@ BPUQ_TILE_NOINLINE inline void dense_tile(const std::int16_t* in, std::ptrdiff_t
 #endif  // BPUQ_SIMD_HAS_AVX2
 
 #if BPUQ_SIMD_HAS_AVX512_VNNI
-/// MR pixels x 32 channels with vpdpbusd: acc[m][h] += sum of u8 activation quads . s8 weights.
-/// vpdpbusd adds its four u8 x s8 products to the int32 lane without intermediate saturation,
-/// so the sum is exact (unlike vpmaddubsw).
-template <int MR>
+/// MR pixels x NB vectors of 16 channels with vpdpbusd: acc[m][j] = sum of u8 activation quads .
+/// s8 weights. vpdpbusd adds its four u8 x s8 products to the int32 lane without intermediate
+/// saturation, so the sum is exact (unlike vpmaddubsw). Vector j's weights start at
+/// w + (j / 2) * block_stride + (j % 2) * 64 (two vectors per block of 32 channels).
+template <int MR, int NB>
 BPUQ_TILE_NOINLINE inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int taps,
-                      int quads, const std::int8_t* w, __m512i (&acc)[8][2]) noexcept {
-    __m512i r[MR][2];  // local: see vnni16_tile
-    for (int m = 0; m < MR; ++m) r[m][0] = acc[m][0], r[m][1] = acc[m][1];
+                      int quads, const std::int8_t* w, std::size_t block_stride, __m512i (&acc)[8][4]) noexcept {
+    __m512i r[MR][NB];  // local: see vnni16_tile
+    for (int m = 0; m < MR; ++m)
+        for (int j = 0; j < NB; ++j) r[m][j] = _mm512_setzero_si512();
+    const std::int8_t* w_lo = w;
+    const std::int8_t* w_hi = w + block_stride;
     for (int t = 0; t < taps; ++t) {
         const std::uint8_t* base = in + tap_offset[t];
-        for (int q = 0; q < quads; ++q, base += 4, w += 128) {
-            const __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 64);
+        for (int q = 0; q < quads; ++q, base += 4, w_lo += 128, w_hi += 128) {
+            __m512i W[NB];
+            for (int j = 0; j < NB; ++j) W[j] = _mm512_loadu_si512((j < 2 ? w_lo : w_hi) + (j % 2) * 64);
             for (int m = 0; m < MR; ++m) {
                 std::int32_t quad;
                 std::memcpy(&quad, base + m * pixel_stride, 4);
                 const __m512i a = _mm512_set1_epi32(quad);
-                r[m][0] = _mm512_dpbusd_epi32(r[m][0], a, w0);
-                r[m][1] = _mm512_dpbusd_epi32(r[m][1], a, w1);
+                for (int j = 0; j < NB; ++j) r[m][j] = _mm512_dpbusd_epi32(r[m][j], a, W[j]);
             }
         }
     }
-    for (int m = 0; m < MR; ++m) acc[m][0] = r[m][0], acc[m][1] = r[m][1];
+    for (int m = 0; m < MR; ++m)
+        for (int j = 0; j < NB; ++j) _mm512_storeu_si512(&acc[m][j], r[m][j]);
+}
+/// Depthwise: MR output pixels x 16 channels, one vpdpwssd per tap and pixel against weights
+/// packed as dwords (w, 0). TSrc int8: raw activations, sign-extended at each tap (from memory,
+/// which costs what a load costs); TSrc int32: activations already widened.
+template <int MR, class TSrc>
+BPUQ_TILE_NOINLINE inline void depthwise_tile(const TSrc* origin, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset,
+                                              int taps, const std::int32_t* w, __m512i (&acc)[8][1]) noexcept {
+    __m512i r[MR];
+    for (int m = 0; m < MR; ++m) r[m] = _mm512_setzero_si512();
+    for (int t = 0; t < taps; ++t) {
+        const __m512i wt = _mm512_loadu_si512(w + 16 * t);
+        const TSrc* p = origin + tap_offset[t];
+        for (int m = 0; m < MR; ++m) {
+            __m512i a;
+            if constexpr (sizeof(TSrc) == 1)
+                a = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + m * pixel_stride)));
+            else
+                a = _mm512_loadu_si512(p + m * pixel_stride);
+            r[m] = _mm512_dpwssd_epi32(r[m], a, wt);
+        }
+    }
+    for (int m = 0; m < MR; ++m) _mm512_storeu_si512(&acc[m][0], r[m]);
+}
+template <int MR, class TSrc>
+inline void depthwise_tile_any(int mr, const TSrc* origin, std::ptrdiff_t ps, const std::ptrdiff_t* toff, int taps,
+                               const std::int32_t* w, __m512i (&acc)[8][1]) noexcept {
+    if constexpr (MR > 1) {
+        if (mr < MR) return depthwise_tile_any<MR - 1>(mr, origin, ps, toff, taps, w, acc);
+    }
+    depthwise_tile<MR>(origin, ps, toff, taps, w, acc);
+}
+/// vnni_tile<mr, NB> for a run-time mr <= MR.
+template <int MR, int NB>
+inline void vnni_tile_any(int mr, const std::uint8_t* in, std::ptrdiff_t ps, const std::ptrdiff_t* toff, int taps, int quads,
+                          const std::int8_t* w, std::size_t block_stride, __m512i (&acc)[8][4]) noexcept {
+    if constexpr (MR > 1) {
+        if (mr < MR) return vnni_tile_any<MR - 1, NB>(mr, in, ps, toff, taps, quads, w, block_stride, acc);
+    }
+    vnni_tile<MR, NB>(in, ps, toff, taps, quads, w, block_stride, acc);
 }
 /// MR pixels x NB blocks of 16 channels with vpdpwssd on int16 pairs (exact while a pair sum
 /// fits int32, which conv2d checks), over taps [t0, t1).
@@ -713,6 +757,80 @@ inline void store16_avx512(TOut* out, __m512i v, int count) noexcept {
         else _mm_mask_storeu_epi8(out, static_cast<__mmask16>((1u << count) - 1u), n);
     }
 }
+/// The 32-bit stage's constants of 16 channels in registers, loaded once and reused for every
+/// pixel of a tile (reading them from the record at each pixel made the stage load-bound).
+template <int Mode>
+struct FastStageRegs16 {
+    __m512i bias, xlo, xhi, pre, mul_even, mul_odd, round_add, round_shift, low, high, zero_point;
+    BPUQ_STAGE_INLINE FastStageRegs16(const OutputRegs16& k, int v0) noexcept {
+        const std::int32_t* q = k.fast_block + std::ptrdiff_t(v0) * 8;
+        bias = _mm512_loadu_si512(q);
+        xlo = _mm512_loadu_si512(q + 16);
+        xhi = _mm512_loadu_si512(q + 32);
+        pre = (Mode & OutputConstants::kFastPreShift) ? _mm512_loadu_si512(q + 48) : _mm512_setzero_si512();
+        mul_even = _mm512_loadu_si512(q + 64);
+        mul_odd = _mm512_loadu_si512(q + 80);
+        round_add = _mm512_loadu_si512(q + 96);
+        round_shift = _mm512_loadu_si512(q + 112);
+        const bool apart = (Mode & OutputConstants::kFastZpApart) != 0;
+        low = _mm512_set1_epi32(apart ? static_cast<std::int32_t>(k.low) : k.out_lo);
+        high = _mm512_set1_epi32(apart ? static_cast<std::int32_t>(k.high) : k.out_hi);
+        zero_point = _mm512_set1_epi32(k.zero_point);
+    }
+    /// The same steps as fast_stage16<Mode>.
+    BPUQ_STAGE_INLINE __m512i operator()(__m512i acc) const noexcept {
+        __m512i x = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(acc, bias), xlo), xhi);
+        if (Mode & OutputConstants::kFastPreShift) x = _mm512_sllv_epi32(x, pre);
+        const __m512i e = _mm512_mul_epi32(x, mul_even);
+        const __m512i o = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), mul_odd);
+        const __m512i u = _mm512_mask_shuffle_epi32(o, 0x5555, e, static_cast<_MM_PERM_ENUM>(_MM_SHUFFLE(3, 3, 1, 1)));
+        __m512i r = _mm512_srav_epi32(_mm512_add_epi32(u, round_add), round_shift);
+        if (Mode & OutputConstants::kFastClamp) r = _mm512_min_epi32(_mm512_max_epi32(r, low), high);
+        if (Mode & OutputConstants::kFastZpApart) r = _mm512_add_epi32(r, zero_point);
+        return r;
+    }
+};
+
+/// Output stage and store of a tile: acc[m][j] holds pixel m (row stride out_stride elements of
+/// `out`) and channels v0 + 16 j ..; `count` channels are real. One instantiation per stage form.
+template <int Mode, int NBMax, class TOut>
+BPUQ_TILE_NOINLINE void stage_store_tile_fast(const __m512i (&acc)[8][NBMax], int mr, int nb, const OutputRegs16& k, int v0,
+                                              TOut* out, std::ptrdiff_t out_stride, int count) noexcept {
+    for (int j = 0; j < nb && 16 * j < count; ++j) {
+        const FastStageRegs16<Mode> stage(k, v0 + 16 * j);
+        const int cnt = std::min(16, count - 16 * j);
+        TOut* o = out + 16 * j;
+        if (cnt == 16) {
+            for (int m = 0; m < mr; ++m, o += out_stride) store16_avx512(o, stage(acc[m][j]), 16);
+        } else {
+            for (int m = 0; m < mr; ++m, o += out_stride) store16_avx512(o, stage(acc[m][j]), cnt);
+        }
+    }
+}
+template <int NBMax, class TOut>
+BPUQ_TILE_NOINLINE void stage_store_tile_generic(const __m512i (&acc)[8][NBMax], int mr, int nb, const OutputRegs16& k, int v0,
+                                                 TOut* out, std::ptrdiff_t out_stride, int count) noexcept {
+    for (int j = 0; j < nb && 16 * j < count; ++j) {
+        const int cnt = std::min(16, count - 16 * j);
+        for (int m = 0; m < mr; ++m) store16_avx512(out + m * out_stride + 16 * j, stage16(acc[m][j], k, v0 + 16 * j), cnt);
+    }
+}
+/// stage_store_tile_* for whichever stage form the constants allow.
+template <int NBMax, class TOut>
+inline void stage_store_tile(const __m512i (&acc)[8][NBMax], int mr, int nb, const OutputRegs16& k, int v0, TOut* out,
+                             std::ptrdiff_t out_stride, int count) noexcept {
+    switch (k.mode) {
+        case 0: stage_store_tile_fast<0>(acc, mr, nb, k, v0, out, out_stride, count); break;
+        case 1: stage_store_tile_fast<1>(acc, mr, nb, k, v0, out, out_stride, count); break;
+        case 2: stage_store_tile_fast<2>(acc, mr, nb, k, v0, out, out_stride, count); break;
+        case 3: stage_store_tile_fast<3>(acc, mr, nb, k, v0, out, out_stride, count); break;
+        case 4: stage_store_tile_fast<4>(acc, mr, nb, k, v0, out, out_stride, count); break;
+        case 5: stage_store_tile_fast<5>(acc, mr, nb, k, v0, out, out_stride, count); break;
+        case 6: stage_store_tile_fast<6>(acc, mr, nb, k, v0, out, out_stride, count); break;
+        case 7: stage_store_tile_fast<7>(acc, mr, nb, k, v0, out, out_stride, count); break;
+        default: stage_store_tile_generic(acc, mr, nb, k, v0, out, out_stride, count); break;
+    }
+}
 #endif  // BPUQ_SIMD_HAS_AVX512_VNNI
 
 /// int8 activations as u8 = q + 128, padded (space and channels) with zp + 128, i.e. a real 0:
@@ -846,7 +964,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         if (sizeof(TIn) == 1) {
             // ---- depthwise, AVX-512 VNNI, int8: the raw q sign-extended at each tap (vpmovsxbd from
             //      memory costs what a load costs), padding = zp, zp * sum w removed through the bias;
-            //      four output pixels share each weight register ----
+            //      eight output pixels share each weight register ----
             const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
             std::vector<std::int32_t> bias(static_cast<std::size_t>(C));
             for (int c = 0; c < C; ++c)
@@ -865,9 +983,6 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 tap_off[static_cast<std::size_t>(t)] =
                     (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * C;
             const std::ptrdiff_t ps = std::ptrdiff_t(g.stride_w) * C;
-            auto widen = [](const TIn* p) {
-                return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-            };
             parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
                 const detail::OutputRegs16 kr(kd);
                 for (std::int64_t item = r0; item < r1; ++item) {
@@ -878,30 +993,12 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
                     const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
                     TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
-                    int ox = 0;
-                    for (; ox + 4 <= ow; ox += 4) {
-                        const TIn* origin = row + std::ptrdiff_t(ox) * ps;
-                        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-                        for (int t = 0; t < taps; ++t) {
-                            const __m512i wt = _mm512_loadu_si512(wv + t * B);
-                            const TIn* p = origin + tap_off[static_cast<std::size_t>(t)];
-                            a0 = _mm512_dpwssd_epi32(a0, widen(p), wt);
-                            a1 = _mm512_dpwssd_epi32(a1, widen(p + ps), wt);
-                            a2 = _mm512_dpwssd_epi32(a2, widen(p + 2 * ps), wt);
-                            a3 = _mm512_dpwssd_epi32(a3, widen(p + 3 * ps), wt);
-                        }
-                        detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(a0, kr, c0), count);
-                        detail::store16_avx512(out + std::int64_t(ox + 1) * g.out_c, detail::stage16(a1, kr, c0), count);
-                        detail::store16_avx512(out + std::int64_t(ox + 2) * g.out_c, detail::stage16(a2, kr, c0), count);
-                        detail::store16_avx512(out + std::int64_t(ox + 3) * g.out_c, detail::stage16(a3, kr, c0), count);
-                    }
-                    for (; ox < ow; ++ox) {
-                        const TIn* origin = row + std::ptrdiff_t(ox) * ps;
-                        __m512i acc = _mm512_setzero_si512();
-                        for (int t = 0; t < taps; ++t)
-                            acc = _mm512_dpwssd_epi32(acc, widen(origin + tap_off[static_cast<std::size_t>(t)]),
-                                                      _mm512_loadu_si512(wv + t * B));
-                        detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(acc, kr, c0), count);
+                    for (int ox = 0; ox < ow; ox += 8) {
+                        const int mr = std::min(8, ow - ox);
+                        __m512i acc[8][1];
+                        detail::depthwise_tile_any<8>(mr, reinterpret_cast<const std::int8_t*>(row) + std::ptrdiff_t(ox) * ps, ps,
+                                                      tap_off.data(), taps, wv, acc);
+                        detail::stage_store_tile(acc, mr, 1, kr, c0, out + std::int64_t(ox) * g.out_c, g.out_c, count);
                     }
                 }
             });
@@ -911,7 +1008,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         //      rows it reads are widened once to int32 (q - zp; padding 0) in a small per-thread
         //      buffer [kernel_h][padded width][16], so each tap is one vpdpwssd with a memory
         //      operand against weights packed as dwords (w, 0): the low word of (q - zp) times w,
-        //      the high word (sign bits) times 0. Four output pixels share each weight load. ----
+        //      the high word (sign bits) times 0. Eight output pixels share each weight load. ----
         const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
         const auto kd_ptr = generic_constants();
         const detail::OutputConstants& kd = *kd_ptr;
@@ -956,30 +1053,12 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 }
                 const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
                 TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
-                int ox = 0;
-                for (; ox + 4 <= ow; ox += 4) {
-                    const std::int32_t* origin = local.data() + std::ptrdiff_t(ox) * pixel_stride;
-                    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-                    for (int t = 0; t < taps; ++t) {
-                        const __m512i wt = _mm512_loadu_si512(wv + t * B);
-                        const std::int32_t* p = origin + tap_off[static_cast<std::size_t>(t)];
-                        a0 = _mm512_dpwssd_epi32(a0, _mm512_loadu_si512(p), wt);
-                        a1 = _mm512_dpwssd_epi32(a1, _mm512_loadu_si512(p + pixel_stride), wt);
-                        a2 = _mm512_dpwssd_epi32(a2, _mm512_loadu_si512(p + 2 * pixel_stride), wt);
-                        a3 = _mm512_dpwssd_epi32(a3, _mm512_loadu_si512(p + 3 * pixel_stride), wt);
-                    }
-                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(a0, kr, c0), count);
-                    detail::store16_avx512(out + std::int64_t(ox + 1) * g.out_c, detail::stage16(a1, kr, c0), count);
-                    detail::store16_avx512(out + std::int64_t(ox + 2) * g.out_c, detail::stage16(a2, kr, c0), count);
-                    detail::store16_avx512(out + std::int64_t(ox + 3) * g.out_c, detail::stage16(a3, kr, c0), count);
-                }
-                for (; ox < ow; ++ox) {
-                    const std::int32_t* origin = local.data() + std::ptrdiff_t(ox) * pixel_stride;
-                    __m512i acc = _mm512_setzero_si512();
-                    for (int t = 0; t < taps; ++t)
-                        acc = _mm512_dpwssd_epi32(acc, _mm512_loadu_si512(origin + tap_off[static_cast<std::size_t>(t)]),
-                                                  _mm512_loadu_si512(wv + t * B));
-                    detail::store16_avx512(out + std::int64_t(ox) * g.out_c, detail::stage16(acc, kr, c0), count);
+                for (int ox = 0; ox < ow; ox += 8) {
+                    const int mr = std::min(8, ow - ox);
+                    __m512i acc[8][1];
+                    detail::depthwise_tile_any<8>(mr, local.data() + std::ptrdiff_t(ox) * pixel_stride, pixel_stride, tap_off.data(),
+                                                  taps, wv, acc);
+                    detail::stage_store_tile(acc, mr, 1, kr, c0, out + std::int64_t(ox) * g.out_c, g.out_c, count);
                 }
             }
         });
@@ -1055,46 +1134,59 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         for (int t = 0; t < taps; ++t)
             tap_off[static_cast<std::size_t>(t)] =
                 (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
-        const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
-        const std::int64_t blocks = std::int64_t(g.groups) * w.blocks32_per_group;
+        // Tiles of NB vectors of 16 channels x MR pixels: 4 x 6 when a 64-channel block's weights
+        // stay in L1 (short reductions such as 1x1 layers: 0.42 loads per vpdpbusd instead of
+        // 0.63), else 2 x 8 (long reductions: fewer weights in flight).
+        const bool wide_tile = cog > 32 && std::size_t(taps) * quads * 256 <= 16384;
+        const int tile_nb = wide_tile ? 4 : 2, tile_mr = wide_tile ? 6 : 8;
+        // a 1x1 convolution with stride 1 and no padding is a GEMM over all pixels of an image:
+        // its runs of pixels cross rows
+        const bool pointwise = taps == 1 && g.stride_h == 1 && g.stride_w == 1 && hp == g.in_h && wp == g.in_w;
+        const std::int64_t rows = pointwise ? g.batch : std::int64_t(g.batch) * oh;
+        const int row_pixels = pointwise ? oh * ow : ow;
+        const std::ptrdiff_t pixel_stride = pointwise ? cs : std::ptrdiff_t(g.stride_w) * cs;
+        const int span = 8 * tile_mr;  // pixels per work item
+        const int spans = (row_pixels + span - 1) / span;
+        const int vecs_per_group = (cog + 15) / 16, chunks_per_group = (vecs_per_group + tile_nb - 1) / tile_nb;
+        const std::int64_t chunks = std::int64_t(g.groups) * chunks_per_group;
         const std::size_t block_weights = static_cast<std::size_t>(taps) * quads * 128;
-        parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t i0, std::int64_t i1) {
+        // work item = (row, span of pixels, chunk of channels), channels innermost: consecutive
+        // items read the same activations
+        parallel_for(ctx, rows * spans * chunks, [&](std::int64_t i0, std::int64_t i1) {
             const detail::OutputRegs16 kr(k8);
             for (std::int64_t item = i0; item < i1; ++item) {
-                const std::int64_t row = item / blocks;
-                const int blk = static_cast<int>(item % blocks);
-                const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
-                const int grp = blk / w.blocks32_per_group, b = blk % w.blocks32_per_group;
-                const int co0 = grp * cog + b * 32, count = std::min(32, cog - b * 32);
-                const int v0 = blk * 32;
-                const std::int8_t* wb = w.data_s8.data() + static_cast<std::size_t>(blk) * block_weights;
+                const std::int64_t row = item / (std::int64_t(spans) * chunks);
+                const int sp = static_cast<int>(item / chunks % spans);
+                const int chunk = static_cast<int>(item % chunks);
+                const int grp = chunk / chunks_per_group, vec0 = chunk % chunks_per_group * tile_nb;  // vec0 even
+                const int nb = std::min(tile_nb, vecs_per_group - vec0);
+                const int co0 = grp * cog + vec0 * 16, count = std::min(16 * nb, cog - vec0 * 16);
+                const int v0 = grp * w.blocks32_per_group * 32 + vec0 * 16;
+                const std::int8_t* wb =
+                    w.data_s8.data() + (static_cast<std::size_t>(grp) * w.blocks32_per_group + vec0 / 2) * block_weights;
+                const int n = static_cast<int>(pointwise ? row : row / oh), oy = pointwise ? 0 : static_cast<int>(row % oh);
                 const std::uint8_t* row_origin =
                     buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 4 * quads;
-                for (int ox = 0; ox < ow; ox += 8) {
-                    const int mr = std::min(8, ow - ox);
-                    const std::uint8_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
-                    __m512i acc[8][2];
-                    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
-                    switch (mr) {
-                        case 8: detail::vnni_tile<8>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
-                        case 7: detail::vnni_tile<7>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
-                        case 6: detail::vnni_tile<6>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
-                        case 5: detail::vnni_tile<5>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
-                        case 4: detail::vnni_tile<4>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
-                        case 3: detail::vnni_tile<3>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
-                        case 2: detail::vnni_tile<2>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
-                        default: detail::vnni_tile<1>(origin, pixel_stride, tap_off.data(), taps, quads, wb, acc); break;
-                    }
-                    TOut* out = output + ((std::int64_t(n) * oh + oy) * ow + ox) * g.out_c + co0;
-                    for (int m = 0; m < mr; ++m) {
-                        TOut* o = out + std::int64_t(m) * g.out_c;
-                        for (int h = 0; h < 2 && 16 * h < count; ++h) {
-                            const int vc = v0 + 16 * h, cnt = std::min(16, count - 16 * h);
-                            detail::store16_avx512(o + 16 * h,
-                                                   detail::stage16(acc[m][h], kr, vc),
-                                                   cnt);
+                TOut* row_out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + co0;
+                const int p1 = std::min(row_pixels, (sp + 1) * span);
+                for (int p = sp * span; p < p1; p += tile_mr) {
+                    const int mr = std::min(tile_mr, p1 - p);
+                    const std::uint8_t* origin = row_origin + std::ptrdiff_t(p) * pixel_stride;
+                    __m512i acc[8][4];
+                    const std::ptrdiff_t* toff = tap_off.data();
+                    if (wide_tile) {
+                        switch (nb) {
+                            case 4: detail::vnni_tile_any<6, 4>(mr, origin, pixel_stride, toff, taps, quads, wb, block_weights, acc); break;
+                            case 3: detail::vnni_tile_any<6, 3>(mr, origin, pixel_stride, toff, taps, quads, wb, block_weights, acc); break;
+                            case 2: detail::vnni_tile_any<6, 2>(mr, origin, pixel_stride, toff, taps, quads, wb, block_weights, acc); break;
+                            default: detail::vnni_tile_any<6, 1>(mr, origin, pixel_stride, toff, taps, quads, wb, block_weights, acc); break;
                         }
+                    } else if (nb == 2) {
+                        detail::vnni_tile_any<8, 2>(mr, origin, pixel_stride, toff, taps, quads, wb, block_weights, acc);
+                    } else {
+                        detail::vnni_tile_any<8, 1>(mr, origin, pixel_stride, toff, taps, quads, wb, block_weights, acc);
                     }
+                    detail::stage_store_tile(acc, mr, nb, kr, v0, row_out + std::int64_t(p) * g.out_c, g.out_c, count);
                 }
             }
         });
