@@ -604,48 +604,41 @@ inline void vnni_tile_any(int mr, const std::uint8_t* in, std::ptrdiff_t ps, con
     vnni_tile<MR, NB>(in, ps, toff, taps, quads, w, block_stride, acc);
 }
 /// MR pixels x NB blocks of 16 channels with vpdpwssd on int16 pairs (exact while a pair sum
-/// fits int32, which conv2d checks), over taps [t0, t1).
+/// fits int32, which conv2d checks), over taps [t0, t1); block j's weights start at
+/// w + j * block_stride.
 template <int MR, int NB>
 BPUQ_TILE_NOINLINE inline void vnni16_tile(const std::int16_t* in, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset, int t0,
-                        int t1, int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
+                        int t1, int cpairs, const std::int16_t* w, std::size_t block_stride, __m512i (&acc)[8][4]) noexcept {
     // local accumulators: __m512i may alias anything, so updating acc[][] in place would force a
     // store after every instruction
     __m512i r[MR][NB];
     for (int m = 0; m < MR; ++m)
-        for (int h = 0; h < NB; ++h) r[m][h] = acc[m][h];
+        for (int j = 0; j < NB; ++j) r[m][j] = _mm512_setzero_si512();
     for (int t = t0; t < t1; ++t) {
         const std::int16_t* base = in + tap_offset[t];
-        const std::int16_t* wa = w0 + static_cast<std::size_t>(t) * cpairs * 32;
-        const std::int16_t* wb = NB == 2 ? w1 + static_cast<std::size_t>(t) * cpairs * 32 : wa;
-        for (int p = 0; p < cpairs; ++p, base += 2, wa += 32, wb += 32) {
-            const __m512i W0 = _mm512_loadu_si512(wa);
-            const __m512i W1 = NB == 2 ? _mm512_loadu_si512(wb) : W0;
+        const std::int16_t* wt = w + static_cast<std::size_t>(t) * cpairs * 32;
+        for (int p = 0; p < cpairs; ++p, base += 2, wt += 32) {
+            __m512i W[NB];
+            for (int j = 0; j < NB; ++j) W[j] = _mm512_loadu_si512(wt + j * block_stride);
             for (int m = 0; m < MR; ++m) {
                 std::int32_t pair;
                 std::memcpy(&pair, base + m * pixel_stride, 4);
                 const __m512i a = _mm512_set1_epi32(pair);
-                r[m][0] = _mm512_dpwssd_epi32(r[m][0], a, W0);
-                if (NB == 2) r[m][NB - 1] = _mm512_dpwssd_epi32(r[m][NB - 1], a, W1);
+                for (int j = 0; j < NB; ++j) r[m][j] = _mm512_dpwssd_epi32(r[m][j], a, W[j]);
             }
         }
     }
     for (int m = 0; m < MR; ++m)
-        for (int h = 0; h < NB; ++h) acc[m][h] = r[m][h];
+        for (int j = 0; j < NB; ++j) _mm512_storeu_si512(&acc[m][j], r[m][j]);
 }
-
-template <int NB>
+/// vnni16_tile<mr, NB> for a run-time mr <= MR.
+template <int MR, int NB>
 inline void vnni16_tile_any(int mr, const std::int16_t* in, std::ptrdiff_t ps, const std::ptrdiff_t* toff, int t0, int t1,
-                            int cpairs, const std::int16_t* w0, const std::int16_t* w1, __m512i (&acc)[8][2]) noexcept {
-    switch (mr) {
-        case 8: vnni16_tile<8, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
-        case 7: vnni16_tile<7, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
-        case 6: vnni16_tile<6, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
-        case 5: vnni16_tile<5, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
-        case 4: vnni16_tile<4, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
-        case 3: vnni16_tile<3, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
-        case 2: vnni16_tile<2, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
-        default: vnni16_tile<1, NB>(in, ps, toff, t0, t1, cpairs, w0, w1, acc); break;
+                            int cpairs, const std::int16_t* w, std::size_t block_stride, __m512i (&acc)[8][4]) noexcept {
+    if constexpr (MR > 1) {
+        if (mr < MR) return vnni16_tile_any<MR - 1, NB>(mr, in, ps, toff, t0, t1, cpairs, w, block_stride, acc);
     }
+    vnni16_tile<MR, NB>(in, ps, toff, t0, t1, cpairs, w, block_stride, acc);
 }
 
 /// The output-stage constants as locals of the calling loop: stores through an int8 output
@@ -832,6 +825,59 @@ inline void stage_store_tile(const __m512i (&acc)[8][NBMax], int mr, int nb, con
     }
 }
 #endif  // BPUQ_SIMD_HAS_AVX512_VNNI
+
+/// How the dense VNNI paths cut a convolution into work items and register tiles. A tile is nb
+/// vectors of 16 output channels x mr pixels: 4 x 6 when a 64-channel block's weights stay in L1
+/// (short reductions such as 1x1 layers: 0.42 loads per multiply-add instead of 0.63), else 2 x 8
+/// (long reductions: fewer weights in flight). A work item is a span of pixels of one run times a
+/// chunk of tile_nb vectors of one group, channels innermost so that consecutive items read the
+/// same activations. A run is an output row, or a whole image for 1x1 stride-1 layers (a GEMM:
+/// output pixel p reads padded input pixel p, so runs cross rows).
+struct TilePlan {
+    int tile_nb, tile_mr;
+    bool pointwise;
+    std::int64_t runs;
+    int run_pixels, span, spans, vecs_per_group, chunks_per_group;
+    std::int64_t chunks, items;
+    std::ptrdiff_t pixel_stride;  // elements of the padded input between neighbouring pixels of a run
+
+    /// k_steps: quads (int8) or pairs (int16) per tap, 64 weight bytes per step and vector;
+    /// cstride: elements per padded input pixel.
+    TilePlan(const Conv2dGeometry& g, int taps, int k_steps, int cstride) noexcept {
+        const int cog = g.out_c_per_group();
+        const bool wide = cog > 32 && std::size_t(taps) * std::size_t(k_steps) * 256 <= 16384;
+        tile_nb = wide ? 4 : 2;
+        tile_mr = wide ? 6 : 8;
+        pointwise = taps == 1 && g.stride_h == 1 && g.stride_w == 1;
+        runs = pointwise ? g.batch : std::int64_t(g.batch) * g.out_h();
+        run_pixels = pointwise ? g.out_h() * g.out_w() : g.out_w();
+        pixel_stride = std::ptrdiff_t(pointwise ? 1 : g.stride_w) * cstride;
+        span = 8 * tile_mr;
+        spans = (run_pixels + span - 1) / span;
+        vecs_per_group = (cog + 15) / 16;
+        chunks_per_group = (vecs_per_group + tile_nb - 1) / tile_nb;
+        chunks = std::int64_t(g.groups) * chunks_per_group;
+        items = runs * spans * chunks;
+    }
+    struct Item {
+        int n, oy;            // image and first output row of the run
+        int grp, vec0, nb;    // group, first vector of 16 channels in the group (even), vectors
+        int p_begin, p_end;   // pixels of the run
+    };
+    Item item(std::int64_t i, const Conv2dGeometry& g) const noexcept {
+        Item it;
+        const std::int64_t run = i / (std::int64_t(spans) * chunks);
+        const int sp = static_cast<int>(i / chunks % spans), chunk = static_cast<int>(i % chunks);
+        it.grp = chunk / chunks_per_group;
+        it.vec0 = chunk % chunks_per_group * tile_nb;
+        it.nb = std::min(tile_nb, vecs_per_group - it.vec0);
+        it.n = static_cast<int>(pointwise ? run : run / g.out_h());
+        it.oy = pointwise ? 0 : static_cast<int>(run % g.out_h());
+        it.p_begin = sp * span;
+        it.p_end = std::min(run_pixels, it.p_begin + span);
+        return it;
+    }
+};
 
 /// int8 activations as u8 = q + 128, padded (space and channels) with zp + 128, i.e. a real 0:
 /// [N][H + pads][W + pads][groups][4 * quads].
@@ -1134,47 +1180,27 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         for (int t = 0; t < taps; ++t)
             tap_off[static_cast<std::size_t>(t)] =
                 (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
-        // Tiles of NB vectors of 16 channels x MR pixels: 4 x 6 when a 64-channel block's weights
-        // stay in L1 (short reductions such as 1x1 layers: 0.42 loads per vpdpbusd instead of
-        // 0.63), else 2 x 8 (long reductions: fewer weights in flight).
-        const bool wide_tile = cog > 32 && std::size_t(taps) * quads * 256 <= 16384;
-        const int tile_nb = wide_tile ? 4 : 2, tile_mr = wide_tile ? 6 : 8;
-        // a 1x1 convolution with stride 1 and no padding is a GEMM over all pixels of an image:
-        // its runs of pixels cross rows
-        const bool pointwise = taps == 1 && g.stride_h == 1 && g.stride_w == 1 && hp == g.in_h && wp == g.in_w;
-        const std::int64_t rows = pointwise ? g.batch : std::int64_t(g.batch) * oh;
-        const int row_pixels = pointwise ? oh * ow : ow;
-        const std::ptrdiff_t pixel_stride = pointwise ? cs : std::ptrdiff_t(g.stride_w) * cs;
-        const int span = 8 * tile_mr;  // pixels per work item
-        const int spans = (row_pixels + span - 1) / span;
-        const int vecs_per_group = (cog + 15) / 16, chunks_per_group = (vecs_per_group + tile_nb - 1) / tile_nb;
-        const std::int64_t chunks = std::int64_t(g.groups) * chunks_per_group;
+        const detail::TilePlan plan(g, taps, quads, cs);
+        const std::ptrdiff_t pixel_stride = plan.pixel_stride;
         const std::size_t block_weights = static_cast<std::size_t>(taps) * quads * 128;
-        // work item = (row, span of pixels, chunk of channels), channels innermost: consecutive
-        // items read the same activations
-        parallel_for(ctx, rows * spans * chunks, [&](std::int64_t i0, std::int64_t i1) {
+        parallel_for(ctx, plan.items, [&](std::int64_t i0, std::int64_t i1) {
             const detail::OutputRegs16 kr(k8);
             for (std::int64_t item = i0; item < i1; ++item) {
-                const std::int64_t row = item / (std::int64_t(spans) * chunks);
-                const int sp = static_cast<int>(item / chunks % spans);
-                const int chunk = static_cast<int>(item % chunks);
-                const int grp = chunk / chunks_per_group, vec0 = chunk % chunks_per_group * tile_nb;  // vec0 even
-                const int nb = std::min(tile_nb, vecs_per_group - vec0);
+                const detail::TilePlan::Item it = plan.item(item, g);
+                const int grp = it.grp, vec0 = it.vec0, nb = it.nb;
                 const int co0 = grp * cog + vec0 * 16, count = std::min(16 * nb, cog - vec0 * 16);
                 const int v0 = grp * w.blocks32_per_group * 32 + vec0 * 16;
                 const std::int8_t* wb =
                     w.data_s8.data() + (static_cast<std::size_t>(grp) * w.blocks32_per_group + vec0 / 2) * block_weights;
-                const int n = static_cast<int>(pointwise ? row : row / oh), oy = pointwise ? 0 : static_cast<int>(row % oh);
                 const std::uint8_t* row_origin =
-                    buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 4 * quads;
-                TOut* row_out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + co0;
-                const int p1 = std::min(row_pixels, (sp + 1) * span);
-                for (int p = sp * span; p < p1; p += tile_mr) {
-                    const int mr = std::min(tile_mr, p1 - p);
+                    buf.data() + (std::int64_t(it.n) * hp + std::int64_t(it.oy) * g.stride_h) * wp * cs + grp * 4 * quads;
+                TOut* row_out = output + (std::int64_t(it.n) * oh + it.oy) * ow * g.out_c + co0;
+                for (int p = it.p_begin; p < it.p_end; p += plan.tile_mr) {
+                    const int mr = std::min(plan.tile_mr, it.p_end - p);
                     const std::uint8_t* origin = row_origin + std::ptrdiff_t(p) * pixel_stride;
                     __m512i acc[8][4];
                     const std::ptrdiff_t* toff = tap_off.data();
-                    if (wide_tile) {
+                    if (plan.tile_nb == 4) {
                         switch (nb) {
                             case 4: detail::vnni_tile_any<6, 4>(mr, origin, pixel_stride, toff, taps, quads, wb, block_weights, acc); break;
                             case 3: detail::vnni_tile_any<6, 3>(mr, origin, pixel_stride, toff, taps, quads, wb, block_weights, acc); break;
@@ -1227,68 +1253,75 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             for (int t = 0; t < taps; ++t)
                 tap_off[static_cast<std::size_t>(t)] =
                     (std::ptrdiff_t(t / g.kernel_w) * g.dilation_h * wp + std::ptrdiff_t(t % g.kernel_w) * g.dilation_w) * cs;
-            const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * cs;
-            const int pairs_per_group = (bpg + 1) / 2;
-            const std::int64_t items_per_row = std::int64_t(g.groups) * pairs_per_group;
+            const detail::TilePlan plan(g, taps, cpairs, cs);
+            const std::ptrdiff_t pixel_stride = plan.pixel_stride;
             const std::size_t block_weights = static_cast<std::size_t>(taps) * cpairs * B * 2;
-            parallel_for(ctx, std::int64_t(g.batch) * oh * items_per_row, [&](std::int64_t i0, std::int64_t i1) {
+            parallel_for(ctx, plan.items, [&](std::int64_t i0, std::int64_t i1) {
                 const detail::OutputRegs16 kr(k);
-                std::vector<std::int64_t> sums(8 * 32);
+                std::vector<std::int64_t> sums(single_chunk ? 0 : 8 * 64);
                 for (std::int64_t item = i0; item < i1; ++item) {
-                    const std::int64_t row = item / items_per_row;
-                    const int grp = static_cast<int>(item % items_per_row) / pairs_per_group;
-                    const int b0 = 2 * (static_cast<int>(item % items_per_row) % pairs_per_group);
-                    const int nb = std::min(2, bpg - b0);
-                    const int n = static_cast<int>(row / oh), oy = static_cast<int>(row % oh);
-                    const std::int16_t* w0 = w.data.data() + (static_cast<std::size_t>(grp) * bpg + b0) * block_weights;
-                    const std::int16_t* w1 = w0 + block_weights;
+                    const detail::TilePlan::Item it = plan.item(item, g);
+                    const int grp = it.grp, vec0 = it.vec0, nb = it.nb;
+                    const int co0 = grp * cog + vec0 * B, count = std::min(B * nb, cog - vec0 * B);
+                    const int v0 = (grp * bpg + vec0) * B;
+                    const std::int16_t* wb = w.data.data() + (static_cast<std::size_t>(grp) * bpg + vec0) * block_weights;
                     const std::int16_t* row_origin =
-                        buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
-                    for (int ox = 0; ox < ow; ox += 8) {
-                        const int mr = std::min(8, ow - ox);
-                        const std::int16_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
-                        __m512i acc[8][2];
+                        buf.data() + (std::int64_t(it.n) * hp + std::int64_t(it.oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
+                    TOut* row_out = output + (std::int64_t(it.n) * oh + it.oy) * ow * g.out_c + co0;
+                    for (int p = it.p_begin; p < it.p_end; p += plan.tile_mr) {
+                        const int mr = std::min(plan.tile_mr, it.p_end - p);
+                        const std::int16_t* origin = row_origin + std::ptrdiff_t(p) * pixel_stride;
+                        TOut* out = row_out + std::int64_t(p) * g.out_c;
+                        __m512i acc[8][4];
                         if (!single_chunk) std::fill(sums.begin(), sums.end(), 0);
                         for (std::size_t c = 0; c + 1 < chunk_start.size(); ++c) {
-                            for (auto& a : acc) a[0] = a[1] = _mm512_setzero_si512();
-                            if (nb == 2)
-                                detail::vnni16_tile_any<2>(mr, origin, pixel_stride, tap_off.data(), chunk_start[c],
-                                                           chunk_start[c + 1], cpairs, w0, w1, acc);
-                            else
-                                detail::vnni16_tile_any<1>(mr, origin, pixel_stride, tap_off.data(), chunk_start[c],
-                                                           chunk_start[c + 1], cpairs, w0, w1, acc);
+                            const int t0 = chunk_start[c], t1 = chunk_start[c + 1];
+                            const std::ptrdiff_t* toff = tap_off.data();
+                            if (plan.tile_nb == 4) {
+                                switch (nb) {
+                                    case 4: detail::vnni16_tile_any<6, 4>(mr, origin, pixel_stride, toff, t0, t1, cpairs, wb, block_weights, acc); break;
+                                    case 3: detail::vnni16_tile_any<6, 3>(mr, origin, pixel_stride, toff, t0, t1, cpairs, wb, block_weights, acc); break;
+                                    case 2: detail::vnni16_tile_any<6, 2>(mr, origin, pixel_stride, toff, t0, t1, cpairs, wb, block_weights, acc); break;
+                                    default: detail::vnni16_tile_any<6, 1>(mr, origin, pixel_stride, toff, t0, t1, cpairs, wb, block_weights, acc); break;
+                                }
+                            } else if (nb == 2) {
+                                detail::vnni16_tile_any<8, 2>(mr, origin, pixel_stride, toff, t0, t1, cpairs, wb, block_weights, acc);
+                            } else {
+                                detail::vnni16_tile_any<8, 1>(mr, origin, pixel_stride, toff, t0, t1, cpairs, wb, block_weights, acc);
+                            }
                             if (single_chunk) break;
                             for (int m = 0; m < mr; ++m)
                                 for (int h = 0; h < nb; ++h) {
                                     alignas(64) std::int32_t part[16];
                                     _mm512_store_si512(part, acc[m][h]);
-                                    for (int j = 0; j < 16; ++j) sums[static_cast<std::size_t>((m * 2 + h) * 16 + j)] += part[j];
+                                    for (int j = 0; j < 16; ++j) sums[static_cast<std::size_t>((m * 4 + h) * 16 + j)] += part[j];
                                 }
                         }
+                        if (single_chunk) {
+                            detail::stage_store_tile(acc, mr, nb, kr, v0, out, g.out_c, count);
+                            continue;
+                        }
+                        // int64 sums over chunks: the vector stage when every sum (and sum + bias)
+                        // fits int32, as it almost always does; the reference stage otherwise
                         for (int m = 0; m < mr; ++m)
-                            for (int h = 0; h < nb; ++h) {
-                                const int b = b0 + h, co0 = grp * cog + b * B, count = std::min(B, cog - b * B);
-                                const int v0 = (grp * bpg + b) * B;
-                                TOut* o = output + ((std::int64_t(n) * oh + oy) * ow + ox + m) * g.out_c + co0;
-                                __m512i v = acc[m][h];
-                                if (!single_chunk) {
-                                    const std::int64_t* sm = &sums[static_cast<std::size_t>((m * 2 + h) * 16)];
-                                    bool fits = true;
-                                    alignas(64) std::int32_t narrow[16];
-                                    for (int j = 0; j < 16; ++j) {
-                                        const std::int64_t wb = sm[j] + (j < count ? rq.bias_of(static_cast<std::size_t>(co0 + j)) : 0);
-                                        fits = fits && sm[j] >= std::numeric_limits<std::int32_t>::min() && sm[j] <= kInt32Max &&
-                                               wb >= std::numeric_limits<std::int32_t>::min() && wb <= kInt32Max;
-                                        narrow[j] = static_cast<std::int32_t>(sm[j]);
-                                    }
-                                    if (!fits) {
-                                        for (int j = 0; j < count; ++j)
-                                            o[j] = requantize_output<TOut, Round>(sm[j], rq, static_cast<std::size_t>(co0 + j));
-                                        continue;
-                                    }
-                                    v = _mm512_load_si512(narrow);
+                            for (int h = 0; h < nb && 16 * h < count; ++h) {
+                                const int ch0 = co0 + 16 * h, cnt = std::min(B, count - 16 * h);
+                                TOut* o = out + std::int64_t(m) * g.out_c + 16 * h;
+                                const std::int64_t* sm = &sums[static_cast<std::size_t>((m * 4 + h) * 16)];
+                                bool fits = true;
+                                alignas(64) std::int32_t narrow[16];
+                                for (int j = 0; j < 16; ++j) {
+                                    const std::int64_t wb_ = sm[j] + (j < cnt ? rq.bias_of(static_cast<std::size_t>(ch0 + j)) : 0);
+                                    fits = fits && sm[j] >= std::numeric_limits<std::int32_t>::min() && sm[j] <= kInt32Max &&
+                                           wb_ >= std::numeric_limits<std::int32_t>::min() && wb_ <= kInt32Max;
+                                    narrow[j] = static_cast<std::int32_t>(sm[j]);
                                 }
-                                detail::store16_avx512(o, detail::stage16(v, kr, v0), count);
+                                if (!fits) {
+                                    for (int j = 0; j < cnt; ++j)
+                                        o[j] = requantize_output<TOut, Round>(sm[j], rq, static_cast<std::size_t>(ch0 + j));
+                                    continue;
+                                }
+                                detail::store16_avx512(o, detail::stage16(_mm512_load_si512(narrow), kr, v0 + 16 * h), cnt);
                             }
                     }
                 }
