@@ -567,9 +567,10 @@ BPUQ_TILE_NOINLINE inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t 
 /// Depthwise: MR output pixels x 16 channels, one vpdpwssd per tap and pixel against weights
 /// packed as dwords (w, 0). TSrc int8: raw activations, sign-extended at each tap (from memory,
 /// which costs what a load costs); TSrc int32: activations already widened.
-template <int MR, class TSrc>
+template <int MR, int Taps, class TSrc>
 BPUQ_TILE_NOINLINE inline void depthwise_tile(const TSrc* origin, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset,
                                               int taps, const std::int32_t* w, __m512i (&acc)[8][1]) noexcept {
+    if (Taps > 0) taps = Taps;  // 3x3 unrolled: GCC keeps the accumulators in place
     __m512i r[MR];
     for (int m = 0; m < MR; ++m) r[m] = _mm512_setzero_si512();
     for (int t = 0; t < taps; ++t) {
@@ -592,7 +593,8 @@ inline void depthwise_tile_any(int mr, const TSrc* origin, std::ptrdiff_t ps, co
     if constexpr (MR > 1) {
         if (mr < MR) return depthwise_tile_any<MR - 1>(mr, origin, ps, toff, taps, w, acc);
     }
-    depthwise_tile<MR>(origin, ps, toff, taps, w, acc);
+    if (taps == 9) depthwise_tile<MR, 9>(origin, ps, toff, taps, w, acc);
+    else depthwise_tile<MR, 0>(origin, ps, toff, taps, w, acc);
 }
 /// vnni_tile<mr, NB> for a run-time mr <= MR.
 template <int MR, int NB>
