@@ -136,6 +136,21 @@ TEST_CASE("reference conv2d agrees with float convolution: groups, depthwise, st
     }
 }
 
+TEST_CASE("NCHW <-> NHWC copies move every element to its place (several pixel blocks, odd sizes)") {
+    const int n = 2, c = 5, h = 3, w = 50;  // 150 pixels: two full blocks of 64 and a partial one
+    std::vector<std::int16_t> nchw(static_cast<std::size_t>(n * c * h * w)), nhwc(nchw.size()), back(nchw.size());
+    for (std::size_t i = 0; i < nchw.size(); ++i) nchw[i] = static_cast<std::int16_t>(i * 7 % 30011);
+    nchw_to_nhwc(nchw.data(), nhwc.data(), n, c, h, w);
+    for (int b = 0; b < n; ++b)
+        for (int ch = 0; ch < c; ++ch)
+            for (int y = 0; y < h; ++y)
+                for (int x = 0; x < w; ++x)
+                    REQUIRE(nhwc[static_cast<std::size_t>(((b * h + y) * w + x) * c + ch)] ==
+                            nchw[static_cast<std::size_t>(((b * c + ch) * h + y) * w + x)]);
+    nhwc_to_nchw(nhwc.data(), back.data(), n, c, h, w);
+    CHECK(back == nchw);
+}
+
 TEST_CASE("reference conv2d rejects impossible geometries with kernels.conv") {
     Conv2dGeometry g;
     g.in_h = g.in_w = 4;

@@ -103,8 +103,10 @@ template <class Arch, class Round, class T, class TOut>
 void check_eltwise(int reps) {
     for (int rep = 0; rep < reps; ++rep) {
         const EltwiseOp op = rep % 3 == 0 ? EltwiseOp::add : rep % 3 == 1 ? EltwiseOp::sub : EltwiseOp::mul;
-        const std::int64_t b_count = pick(1, 120);
-        const std::int64_t n = pick(0, 2) == 0 ? b_count : (pick(0, 3) == 0 ? pick(1, 400) : b_count * pick(1, 9));
+        const bool image = rep % 7 == 0;  // a per-channel operand of a few channels over a long image
+        const std::int64_t b_count = image ? pick(2, 7) : pick(1, 120);
+        const std::int64_t n = image ? b_count * pick(40, 700)
+                                     : pick(0, 2) == 0 ? b_count : (pick(0, 3) == 0 ? pick(1, 400) : b_count * pick(1, 9));
         const std::int64_t bc = n % b_count == 0 ? b_count : (pick(0, 1) ? n : 1);
         const auto a = values<T>(static_cast<std::size_t>(n), rep % 5), b = values<T>(static_cast<std::size_t>(bc), (rep / 5) % 5);
         auto scale = [&] { return std::pow(10.0f, -3.0f + 2.5f * float(pick(0, 100)) / 100.0f); };

@@ -1,6 +1,7 @@
 // Normative scalar 2-D convolution (NHWC activations, OHWI weights), grouped/depthwise/dilated.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "../params.hpp"
@@ -52,21 +53,32 @@ inline void conv2d(const Conv2dGeometry& g, const TIn* input, std::int32_t input
 /// NCHW -> NHWC copy of one activation tensor.
 template <class T>
 inline void nchw_to_nhwc(const T* in, T* out, int n, int c, int h, int w) noexcept {
-    for (int b = 0; b < n; ++b)
-        for (int ch = 0; ch < c; ++ch)
-            for (int y = 0; y < h; ++y)
-                for (int x = 0; x < w; ++x)
-                    out[((std::int64_t(b) * h + y) * w + x) * c + ch] = in[((std::int64_t(b) * c + ch) * h + y) * w + x];
+    // blocks of 64 pixels: reads stay sequential per channel and writes within a few cache lines
+    const std::int64_t hw = std::int64_t(h) * w;
+    for (int b = 0; b < n; ++b) {
+        const T* src = in + std::int64_t(b) * c * hw;
+        T* dst = out + std::int64_t(b) * c * hw;
+        for (std::int64_t p0 = 0; p0 < hw; p0 += 64) {
+            const std::int64_t p1 = std::min(hw, p0 + 64);
+            for (int ch = 0; ch < c; ++ch)
+                for (std::int64_t p = p0; p < p1; ++p) dst[p * c + ch] = src[ch * hw + p];
+        }
+    }
 }
 
 /// NHWC -> NCHW copy of one activation tensor.
 template <class T>
 inline void nhwc_to_nchw(const T* in, T* out, int n, int c, int h, int w) noexcept {
-    for (int b = 0; b < n; ++b)
-        for (int ch = 0; ch < c; ++ch)
-            for (int y = 0; y < h; ++y)
-                for (int x = 0; x < w; ++x)
-                    out[((std::int64_t(b) * c + ch) * h + y) * w + x] = in[((std::int64_t(b) * h + y) * w + x) * c + ch];
+    const std::int64_t hw = std::int64_t(h) * w;
+    for (int b = 0; b < n; ++b) {
+        const T* src = in + std::int64_t(b) * c * hw;
+        T* dst = out + std::int64_t(b) * c * hw;
+        for (std::int64_t p0 = 0; p0 < hw; p0 += 64) {
+            const std::int64_t p1 = std::min(hw, p0 + 64);
+            for (int ch = 0; ch < c; ++ch)
+                for (std::int64_t p = p0; p < p1; ++p) dst[ch * hw + p] = src[p * c + ch];
+        }
+    }
 }
 
 /// ONNX Conv weights OIHW ([C_out][C_in/groups][K_h][K_w]) -> OHWI.

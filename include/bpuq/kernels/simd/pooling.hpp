@@ -254,18 +254,30 @@ inline void eltwise(const TA* a, const TB* b, std::int64_t n, std::int64_t b_cou
                 const I sb(detail::requantize_lanes<Round, L>(y << p.left_shift, kb));
                 return detail::requantize_lanes<Round, L>(p.op == EltwiseOp::add ? sa + sb : sa - sb, ko);
             };
-            const std::int64_t row = b_count == 1 ? n : b_count;  // a scalar b is broadcast as a register
+            // a per-channel b with few channels (an image's mean or scale) is repeated into a row
+            // of at least 256 elements, so that whole vectors of a line up with it
+            std::vector<TB> repeated;
+            const TB* bv = b;
+            std::int64_t row = b_count == 1 ? n : b_count;  // a scalar b is broadcast as a register
+            if (b_count > 1 && b_count < n && b_count < 4 * W) {
+                const std::int64_t copies = std::min<std::int64_t>(n / b_count, (256 + b_count - 1) / b_count);
+                repeated.resize(static_cast<std::size_t>(copies * b_count));
+                for (std::size_t i = 0; i < repeated.size(); ++i) repeated[i] = b[i % static_cast<std::size_t>(b_count)];
+                bv = repeated.data();
+                row = copies * b_count;
+            }
             for (std::int64_t s = 0; s < n; s += row) {
+                const std::int64_t row_end = std::min(row, n - s);
                 std::int64_t j = 0;
-                for (; j + 4 * W <= row; j += 4 * W) {
+                for (; j + 4 * W <= row_end; j += 4 * W) {
                     typename Ops::reg v[4];
                     for (int h = 0; h < 4; ++h) {
-                        const typename Ops::reg qb = b_count == 1 ? Ops::set32(b[0]) : Ops::load_widen(b + (b_count == n ? s + j : j) + h * W);
+                        const typename Ops::reg qb = b_count == 1 ? Ops::set32(b[0]) : Ops::load_widen(bv + (b_count == n ? s + j : j) + h * W);
                         v[h] = lanes(Ops::load_widen(a + s + j + h * W), qb);
                     }
                     detail::store_block<L>(out + s + j, v[0], v[1], v[2], v[3]);
                 }
-                for (; j < row; ++j) {
+                for (; j < row_end; ++j) {
                     const std::int64_t i = s + j;
                     out[i] = static_cast<TOut>(p.template apply<Round>(a[i], b[b_count == n ? i : i % b_count]));
                 }
