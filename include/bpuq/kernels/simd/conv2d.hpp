@@ -905,7 +905,7 @@ inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::in
         // one quad per pixel (an image's 3 channels): 4-byte little-endian words (x86 only)
         const std::uint32_t low = cig >= 4 ? 0xffffffffu : (1u << (8 * cig)) - 1u;
         const std::uint32_t fill = (0x01010101u * static_cast<std::uint8_t>(zp + 128)) & ~low, flip = 0x80808080u & low;
-        const std::int64_t pixels = std::int64_t(g.batch) * g.in_h * g.in_w;
+        const std::int64_t total_bytes = std::int64_t(g.batch) * g.in_h * g.in_w * cig;
         const auto* bytes = reinterpret_cast<const std::uint8_t*>(input);
         for (int n = 0; n < g.batch; ++n)
             for (int y = 0; y < g.in_h; ++y) {
@@ -914,7 +914,7 @@ inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::in
                 for (int x = 0; x < g.in_w; ++x, dst += 4) {
                     const std::int64_t pixel = first + x;
                     std::uint32_t word = 0;
-                    if (pixel + 1 < pixels) std::memcpy(&word, bytes + pixel * cig, 4);  // reads into the next pixel
+                    if (pixel * cig + 4 <= total_bytes) std::memcpy(&word, bytes + pixel * cig, 4);  // reads into the next pixel
                     else std::memcpy(&word, bytes + pixel * cig, static_cast<std::size_t>(cig));
                     word = ((word & low) ^ flip) | fill;
                     std::memcpy(dst, &word, 4);
