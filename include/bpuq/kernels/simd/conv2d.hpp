@@ -1,20 +1,22 @@
 // SIMD convolution and GEMM: weights packed once, register-blocked micro-kernels, threads.
 //
-// Terminology: a *tile* is MR output pixels of one output row times one or two *blocks* of 16
-// output channels (32 on the int8 VNNI path), held in accumulator registers. K, the reduction,
-// runs over the taps of the kernel window and, inside a tap, over *pairs* (int16) or *quads*
-// (int8 VNNI) of input channels.
+// Terminology: a *tile* is MR output pixels of one *run* (an output row; a whole image for 1x1
+// stride-1 layers) times one to four vectors of 16 output channels, held in accumulator
+// registers. K, the reduction, runs over the taps of the kernel window and, inside a tap, over
+// *pairs* (int16) or *quads* (int8 VNNI) of input channels. TilePlan chooses the tile shape.
 //
 // Paths (the proofs of exactness are in docs/ARITHMETIC.md "Kernels: the SIMD paths"):
-//   AVX-512 VNNI, int8:  u8 (q + 128) x s8 with vpdpbusd, 8 x 32 tiles, zero point removed
-//                        through the bias;
-//   AVX-512 VNNI, int16: vpdpwssd on int16 pairs, 8 x 32 tiles, int32 over tap chunks proven
+//   AVX-512 VNNI, int8:  u8 (q + 128) x s8 with vpdpbusd, 8 x 32 tiles (6 x 64 for short
+//                        reductions), zero point removed through the bias;
+//   AVX-512 VNNI, int16: vpdpwssd on int16 pairs, the same tiles, int32 over tap chunks proven
 //                        not to overflow, int64 across chunks;
 //   AVX2:                (q - zp) widened to int16, vpmaddwd + vpaddd, 6 x 16 tiles, int32 or
 //                        chunked int64 accumulation;
-//   depthwise:           its own loops (16 channels per vector, taps as the reduction).
+//   depthwise:           its own loops (16 channels x 8 pixels per tile, taps as the
+//                        reduction; 3x3 unrolled at compile time).
 // The output stage is the reference one, vectorized with per-lane multipliers and variable
-// shifts; every path equals reference::conv2d bit for bit (tests/kernels/test_simd_conv.cpp).
+// shifts, its constants loaded once per tile (stage_store_tile); every path equals
+// reference::conv2d bit for bit (tests/kernels/test_simd_conv.cpp).
 //
 // Weight layouts (PackedConvWeights):
 //   data (int16):     [group][block of 16 out channels][tap][input-channel pair][16][2]
@@ -394,24 +396,35 @@ struct OutputConstants {
 template <class Round>
 inline std::shared_ptr<const OutputConstants> output_constants(const PackedConvWeights& w, const Requantization& rq,
                                                                int groups, int per_group, int padded_per_group) {
-    std::vector<std::int64_t> key;
     const std::size_t channels = static_cast<std::size_t>(groups) * static_cast<std::size_t>(per_group);
-    key.reserve(8 + 3 * channels);
-    key.insert(key.end(), {std::int64_t(std::is_same<Round, RoundHalfToEven>::value), groups, per_group, padded_per_group,
-                           rq.zero_point, rq.lo, rq.hi});
-    for (std::size_t c = 0; c < channels; ++c) {
+    const std::int64_t head[7] = {std::int64_t(std::is_same<Round, RoundHalfToEven>::value), groups, per_group, padded_per_group,
+                                  rq.zero_point, rq.lo, rq.hi};
+    auto channel_key = [&](std::size_t c, std::int64_t* two) {
         const QuantizedMultiplier& qm = rq.multiplier(c);
-        key.push_back(rq.bias_of(c));
-        key.push_back((std::int64_t(qm.multiplier) << 8) ^ std::int64_t(qm.shift & 0xff));
-    }
+        two[0] = rq.bias_of(c);
+        two[1] = (std::int64_t(qm.multiplier) << 8) ^ std::int64_t(qm.shift & 0xff);
+    };
+    // compared value by value, without building the key: this runs on every call
+    auto matches = [&](const std::vector<std::int64_t>& key) {
+        if (key.size() != 7 + 2 * channels || !std::equal(head, head + 7, key.begin())) return false;
+        std::int64_t two[2];
+        for (std::size_t c = 0; c < channels; ++c) {
+            channel_key(c, two);
+            if (two[0] != key[7 + 2 * c] || two[1] != key[8 + 2 * c]) return false;
+        }
+        return true;
+    };
     PackedConvWeights::StageCache* cache = w.stage_cache.get();
     if (cache) {
         std::lock_guard<std::mutex> lock(cache->mutex);
         for (const auto& e : cache->entries)
-            if (e.value && e.key == key) return std::static_pointer_cast<const OutputConstants>(e.value);
+            if (e.value && matches(e.key)) return std::static_pointer_cast<const OutputConstants>(e.value);
     }
     auto made = std::make_shared<const OutputConstants>(rq, groups, per_group, padded_per_group, Round{});
     if (cache) {
+        std::vector<std::int64_t> key(head, head + 7);
+        key.resize(7 + 2 * channels);
+        for (std::size_t c = 0; c < channels; ++c) channel_key(c, &key[7 + 2 * c]);
         std::lock_guard<std::mutex> lock(cache->mutex);
         auto& e = cache->entries[cache->next];
         cache->next = (cache->next + 1) % 4;
@@ -881,103 +894,116 @@ struct TilePlan {
     }
 };
 
+/// The padded activation copies share one frame: [N][H + pads][W + pads][cstride] elements,
+/// `fill` in the spatial padding (and in each pixel's unused channel slots when `fill_interior`)
+/// plus a 64-element tail so that vector loads never leave the buffer. `convert_row(src, dst)`
+/// writes the in_w pixels of one input row. Every element is written once (no fill of the whole
+/// buffer first) and padded rows are split over the context's threads: done serially before the
+/// fork, these copies held two-thread depthwise layers to 1.3x.
+/// convert_row must copy what it captures into locals before its loop: byte and int16 stores may
+/// alias the closure's members, which keeps the compiler from vectorizing.
+template <class TBuf, class TIn, class ConvertRow>
+inline void padded_copy(const KernelContext& ctx, const Conv2dGeometry& g, const TIn* input, int cstride, TBuf fill,
+                        bool fill_interior, std::unique_ptr<TBuf[]>& buf, int& hp, int& wp, const ConvertRow& convert_row) {
+    hp = g.in_h + g.pad_top + g.pad_bottom;
+    wp = g.in_w + g.pad_left + g.pad_right;
+    const std::int64_t padded_row = std::int64_t(wp) * cstride, in_row = std::int64_t(g.in_w) * g.in_c;
+    const std::int64_t rows = std::int64_t(g.batch) * hp;
+    buf.reset(new TBuf[static_cast<std::size_t>(rows * padded_row + 64)]);  // uninitialized: all written below
+    TBuf* const out = buf.get();
+    const std::int64_t height = hp, in_h = g.in_h, top = g.pad_top;
+    const std::int64_t left = std::int64_t(g.pad_left) * cstride, right = std::int64_t(g.pad_right) * cstride;
+    const std::int64_t interior = std::int64_t(g.in_w) * cstride;
+    parallel_for(ctx, rows, [=, &convert_row](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1; ++r) {
+            TBuf* dst = out + r * padded_row;
+            const std::int64_t n = r / height, y = r % height - top;
+            if (y < 0 || y >= in_h) {
+                std::fill_n(dst, padded_row, fill);
+                continue;
+            }
+            std::fill_n(dst, left, fill);
+            if (fill_interior) std::fill_n(dst + left, interior, fill);
+            convert_row(input + (n * in_h + y) * in_row, dst + left);
+            std::fill_n(dst + left + interior, right, fill);
+        }
+    });
+    std::fill_n(out + rows * padded_row, 64, fill);
+}
+
 /// int8 activations as u8 = q + 128, padded (space and channels) with zp + 128, i.e. a real 0:
 /// [N][H + pads][W + pads][groups][4 * quads].
 template <class TIn>
-inline void offset_and_pad_u8(const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int quads,
-                              std::vector<std::uint8_t>& buf, int& hp, int& wp, int& cstride) {
-    hp = g.in_h + g.pad_top + g.pad_bottom;
-    wp = g.in_w + g.pad_left + g.pad_right;
-    const int cig = g.in_c_per_group();
+inline void offset_and_pad_u8(const KernelContext& ctx, const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int quads,
+                              std::unique_ptr<std::uint8_t[]>& buf, int& hp, int& wp, int& cstride) {
+    const int cig = g.in_c_per_group(), groups = g.groups, in_w = g.in_w, in_c = g.in_c;
     cstride = g.groups * 4 * quads;
-    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride + 64, static_cast<std::uint8_t>(zp + 128));
+    const auto fill = static_cast<std::uint8_t>(zp + 128);
     if (g.groups == 1 && cstride == g.in_c) {  // rows are contiguous in both: one long loop per row
         const std::int64_t row = std::int64_t(g.in_w) * g.in_c;
-        for (int n = 0; n < g.batch; ++n)
-            for (int y = 0; y < g.in_h; ++y) {
-                const TIn* src = input + (std::int64_t(n) * g.in_h + y) * row;
-                std::uint8_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + g.pad_left) * cstride;
-                for (std::int64_t i = 0; i < row; ++i) dst[i] = static_cast<std::uint8_t>(static_cast<std::uint8_t>(src[i]) ^ 0x80u);
-            }
+        padded_copy(ctx, g, input, cstride, fill, false, buf, hp, wp, [row](const TIn* src, std::uint8_t* dst) {
+            const std::int64_t count = row;
+            for (std::int64_t i = 0; i < count; ++i) dst[i] = static_cast<std::uint8_t>(static_cast<std::uint8_t>(src[i]) ^ 0x80u);
+        });
         return;
     }
     if (sizeof(TIn) == 1 && g.groups == 1 && cstride == 4) {
         // one quad per pixel (an image's 3 channels): 4-byte little-endian words (x86 only)
         const std::uint32_t low = cig >= 4 ? 0xffffffffu : (1u << (8 * cig)) - 1u;
-        const std::uint32_t fill = (0x01010101u * static_cast<std::uint8_t>(zp + 128)) & ~low, flip = 0x80808080u & low;
-        const std::int64_t total_bytes = std::int64_t(g.batch) * g.in_h * g.in_w * cig;
-        const auto* bytes = reinterpret_cast<const std::uint8_t*>(input);
-        for (int n = 0; n < g.batch; ++n)
-            for (int y = 0; y < g.in_h; ++y) {
-                const std::int64_t first = (std::int64_t(n) * g.in_h + y) * g.in_w;
-                std::uint8_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + g.pad_left) * 4;
-                for (int x = 0; x < g.in_w; ++x, dst += 4) {
-                    const std::int64_t pixel = first + x;
-                    std::uint32_t word = 0;
-                    if (pixel * cig + 4 <= total_bytes) std::memcpy(&word, bytes + pixel * cig, 4);  // reads into the next pixel
-                    else std::memcpy(&word, bytes + pixel * cig, static_cast<std::size_t>(cig));
-                    word = ((word & low) ^ flip) | fill;
-                    std::memcpy(dst, &word, 4);
-                }
+        const std::uint32_t fill_word = (0x01010101u * fill) & ~low, flip = 0x80808080u & low;
+        const auto* end = reinterpret_cast<const std::uint8_t*>(input) + std::int64_t(g.batch) * g.in_h * g.in_w * cig;
+        padded_copy(ctx, g, input, cstride, fill, false, buf, hp, wp, [=](const TIn* src, std::uint8_t* dst) {
+            const auto* bytes = reinterpret_cast<const std::uint8_t*>(src);
+            const auto* last = end;
+            const int width = in_w, per_pixel = cig;
+            const std::uint32_t keep = low, set = fill_word, xor_mask = flip;
+            for (int x = 0; x < width; ++x, dst += 4, bytes += per_pixel) {
+                std::uint32_t word = 0;
+                if (bytes + 4 <= last) std::memcpy(&word, bytes, 4);  // reads into the next pixel
+                else std::memcpy(&word, bytes, static_cast<std::size_t>(per_pixel));
+                word = ((word & keep) ^ xor_mask) | set;
+                std::memcpy(dst, &word, 4);
             }
+        });
         return;
     }
-    for (int n = 0; n < g.batch; ++n)
-        for (int y = 0; y < g.in_h; ++y)
-            for (int x = 0; x < g.in_w; ++x) {
-                const TIn* src = input + ((std::int64_t(n) * g.in_h + y) * g.in_w + x) * g.in_c;
-                std::uint8_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + x + g.pad_left) * cstride;
-                if (g.groups == 1) {  // contiguous: vectorizes
-                    for (int c = 0; c < cig; ++c) dst[c] = static_cast<std::uint8_t>(std::int32_t(src[c]) + 128);
-                    continue;
-                }
-                for (int grp = 0; grp < g.groups; ++grp)
-                    for (int c = 0; c < cig; ++c)
-                        dst[grp * 4 * quads + c] = static_cast<std::uint8_t>(std::int32_t(src[grp * cig + c]) + 128);
-            }
+    padded_copy(ctx, g, input, cstride, fill, true, buf, hp, wp, [=](const TIn* src, std::uint8_t* dst) {
+        const int width = in_w, channels = in_c, per_group = cig, group_count = groups, slot = 4 * quads, stride = cstride;
+        for (int x = 0; x < width; ++x, src += channels, dst += stride)
+            for (int grp = 0; grp < group_count; ++grp)
+                for (int c = 0; c < per_group; ++c)
+                    dst[grp * slot + c] = static_cast<std::uint8_t>(std::int32_t(src[grp * per_group + c]) + 128);
+    });
 }
 
-/// Depthwise input: NHWC copy of the raw activations with `fill` in the spatial padding and a
-/// 64-element tail, so that 16-channel loads never leave the buffer.
+/// Depthwise input: NHWC copy of the raw activations (minus `subtract`) with `fill` in the
+/// spatial padding.
 template <class TIn, class TBuf>
-inline void pad_plain(const Conv2dGeometry& g, const TIn* input, TBuf fill, std::int32_t subtract, std::vector<TBuf>& buf,
-                      int& hp, int& wp) {
-    hp = g.in_h + g.pad_top + g.pad_bottom;
-    wp = g.in_w + g.pad_left + g.pad_right;
-    const int C = g.in_c;
-    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * C + 64, fill);
-    for (int n = 0; n < g.batch; ++n)
-        for (int y = 0; y < g.in_h; ++y) {
-            const TIn* src = input + (std::int64_t(n) * g.in_h + y) * g.in_w * C;
-            TBuf* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + g.pad_left) * C;
-            for (std::int64_t i = 0, e = std::int64_t(g.in_w) * C; i < e; ++i)
-                dst[i] = static_cast<TBuf>(std::int32_t(src[i]) - subtract);
-        }
+inline void pad_plain(const KernelContext& ctx, const Conv2dGeometry& g, const TIn* input, TBuf fill, std::int32_t subtract,
+                      std::unique_ptr<TBuf[]>& buf, int& hp, int& wp) {
+    const std::int64_t row = std::int64_t(g.in_w) * g.in_c;
+    padded_copy(ctx, g, input, g.in_c, fill, false, buf, hp, wp, [row, subtract](const TIn* src, TBuf* dst) {
+        const std::int64_t count = row;
+        const std::int32_t minus = subtract;
+        for (std::int64_t i = 0; i < count; ++i) dst[i] = static_cast<TBuf>(std::int32_t(src[i]) - minus);
+    });
 }
 
 /// Activations widened to int16 as (q - zp), spatially zero-padded, each group's channels
 /// padded to an even count: [N][H + pads][W + pads][groups][2 * cpairs].
 template <class TIn>
-inline void widen_and_pad(const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int cpairs_padded,
-                          std::vector<std::int16_t>& buf, int& hp, int& wp, int& cstride) {
-    hp = g.in_h + g.pad_top + g.pad_bottom;
-    wp = g.in_w + g.pad_left + g.pad_right;
-    const int cig = g.in_c_per_group();
+inline void widen_and_pad(const KernelContext& ctx, const Conv2dGeometry& g, const TIn* input, std::int32_t zp, int cpairs_padded,
+                          std::unique_ptr<std::int16_t[]>& buf, int& hp, int& wp, int& cstride) {
+    const int cig = g.in_c_per_group(), groups = g.groups, in_w = g.in_w, in_c = g.in_c;
     cstride = g.groups * 2 * cpairs_padded;
-    buf.assign(static_cast<std::size_t>(g.batch) * hp * wp * cstride, 0);
-    for (int n = 0; n < g.batch; ++n)
-        for (int y = 0; y < g.in_h; ++y)
-            for (int x = 0; x < g.in_w; ++x) {
-                const TIn* src = input + ((std::int64_t(n) * g.in_h + y) * g.in_w + x) * g.in_c;
-                std::int16_t* dst = buf.data() + ((std::int64_t(n) * hp + y + g.pad_top) * wp + x + g.pad_left) * cstride;
-                if (cig % 2 == 0 && g.groups == 1) {
-                    for (int c = 0; c < g.in_c; ++c) dst[c] = static_cast<std::int16_t>(std::int32_t(src[c]) - zp);
-                } else {
-                    for (int grp = 0; grp < g.groups; ++grp)
-                        for (int c = 0; c < cig; ++c)
-                            dst[grp * 2 * cpairs_padded + c] = static_cast<std::int16_t>(std::int32_t(src[grp * cig + c]) - zp);
-                }
-            }
+    padded_copy(ctx, g, input, cstride, std::int16_t(0), cstride != g.in_c, buf, hp, wp, [=](const TIn* src, std::int16_t* dst) {
+        const int width = in_w, channels = in_c, per_group = cig, group_count = groups, slot = 2 * cpairs_padded, stride = cstride;
+        const std::int32_t minus = zp;
+        for (int x = 0; x < width; ++x, src += channels, dst += stride)
+            for (int grp = 0; grp < group_count; ++grp)
+                for (int c = 0; c < per_group; ++c)
+                    dst[grp * slot + c] = static_cast<std::int16_t>(std::int32_t(src[grp * per_group + c]) - minus);
+    });
 }
 
 }  // namespace detail
@@ -1044,9 +1070,9 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             rq_dw.bias = bias.data();
             const auto kd_ptr = detail::output_constants<Round>(w, rq_dw, 1, C, blocks * B);
             const detail::OutputConstants& kd = *kd_ptr;
-            std::vector<TIn> buf;
+            std::unique_ptr<TIn[]> buf;
             int hp, wp;
-            detail::pad_plain(g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
+            detail::pad_plain(ctx, g, input, static_cast<TIn>(input_zero_point), 0, buf, hp, wp);
             std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
             for (int t = 0; t < taps; ++t)
                 tap_off[static_cast<std::size_t>(t)] =
@@ -1060,7 +1086,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
                     const int c0 = b * B, count = std::min(B, C - c0);
                     const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
-                    const TIn* row = buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
+                    const TIn* row = buf.get() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0;
                     TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
                     for (int ox = 0; ox < ow; ox += 8) {
                         const int mr = std::min(8, ow - ox);
@@ -1138,9 +1164,9 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         // ---- depthwise: 16 channels per step, taps in pairs interleaved for vpmaddwd ----
         const auto k_ptr = generic_constants();
         const detail::OutputConstants& k = *k_ptr;
-        std::vector<std::int16_t> plain;
+        std::unique_ptr<std::int16_t[]> plain;
         int hp, wp;
-        detail::pad_plain(g, input, std::int16_t(0), input_zero_point, plain, hp, wp);
+        detail::pad_plain(ctx, g, input, std::int16_t(0), input_zero_point, plain, hp, wp);
         const int C = g.in_c;
         const int taps = w.taps, tap_pairs = w.tap_pairs, blocks = (C + B - 1) / B;
         std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(2 * tap_pairs));
@@ -1157,7 +1183,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     const std::int16_t* wb = w.data.data() + static_cast<std::size_t>(b) * tap_pairs * B * 2;
                     for (int ox = 0; ox < ow; ++ox) {
                         const std::int16_t* origin =
-                            plain.data() + ((std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp +
+                            plain.get() + ((std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp +
                                             std::int64_t(ox) * g.stride_w) * C + c0;
                         __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
                         for (int tp = 0; tp < tap_pairs; ++tp) {
@@ -1195,9 +1221,9 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         rq_u8.bias = bias.data();
         const auto k8_ptr = detail::output_constants<Round>(w, rq_u8, g.groups, g.out_c_per_group(), w.blocks32_per_group * 32);
         const detail::OutputConstants& k8 = *k8_ptr;
-        std::vector<std::uint8_t> buf;
+        std::unique_ptr<std::uint8_t[]> buf;
         int hp, wp, cs;
-        detail::offset_and_pad_u8(g, input, input_zero_point, w.quads, buf, hp, wp, cs);
+        detail::offset_and_pad_u8(ctx, g, input, input_zero_point, w.quads, buf, hp, wp, cs);
         const int taps = w.taps, quads = w.quads, cog = g.out_c_per_group();
         std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
         for (int t = 0; t < taps; ++t)
@@ -1216,7 +1242,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 const std::int8_t* wb =
                     w.data_s8.data() + (static_cast<std::size_t>(grp) * w.blocks32_per_group + vec0 / 2) * block_weights;
                 const std::uint8_t* row_origin =
-                    buf.data() + (std::int64_t(it.n) * hp + std::int64_t(it.oy) * g.stride_h) * wp * cs + grp * 4 * quads;
+                    buf.get() + (std::int64_t(it.n) * hp + std::int64_t(it.oy) * g.stride_h) * wp * cs + grp * 4 * quads;
                 TOut* row_out = output + (std::int64_t(it.n) * oh + it.oy) * ow * g.out_c + co0;
                 for (int p = it.p_begin; p < it.p_end; p += plan.tile_mr) {
                     const int mr = std::min(plan.tile_mr, it.p_end - p);
@@ -1268,9 +1294,9 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             const auto k_ptr = generic_constants();
             const detail::OutputConstants& k = *k_ptr;
             const bool single_chunk = chunk_start.size() == 2 && !wide;
-            std::vector<std::int16_t> buf;
+            std::unique_ptr<std::int16_t[]> buf;
             int hp, wp, cs;
-            detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
+            detail::widen_and_pad(ctx, g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
             const int taps = w.taps, cpairs = w.cpairs, cog = g.out_c_per_group(), bpg = w.blocks_per_group;
             std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
             for (int t = 0; t < taps; ++t)
@@ -1289,7 +1315,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     const int v0 = (grp * bpg + vec0) * B;
                     const std::int16_t* wb = w.data.data() + (static_cast<std::size_t>(grp) * bpg + vec0) * block_weights;
                     const std::int16_t* row_origin =
-                        buf.data() + (std::int64_t(it.n) * hp + std::int64_t(it.oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
+                        buf.get() + (std::int64_t(it.n) * hp + std::int64_t(it.oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
                     TOut* row_out = output + (std::int64_t(it.n) * oh + it.oy) * ow * g.out_c + co0;
                     for (int p = it.p_begin; p < it.p_end; p += plan.tile_mr) {
                         const int mr = std::min(plan.tile_mr, it.p_end - p);
@@ -1357,9 +1383,9 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
     // ---- dense / grouped ----
     const auto k_ptr = generic_constants();
     const detail::OutputConstants& k = *k_ptr;
-    std::vector<std::int16_t> buf;
+    std::unique_ptr<std::int16_t[]> buf;
     int hp, wp, cs;
-    detail::widen_and_pad(g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
+    detail::widen_and_pad(ctx, g, input, input_zero_point, w.cpairs, buf, hp, wp, cs);
     const int taps = w.taps, cpairs = w.cpairs, cog = g.out_c_per_group();
     std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
     for (int t = 0; t < taps; ++t)
@@ -1380,7 +1406,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             const int v0 = blk * B;  // virtual channel of the output-stage constants
             const std::int16_t* wb = w.data.data() + static_cast<std::size_t>(blk) * block_weights;
             const std::int16_t* row_origin =
-                buf.data() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
+                buf.get() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * cs + grp * 2 * cpairs;
             for (int ox = 0; ox < ow; ox += 6) {
                 const int mr = std::min(6, ow - ox);
                 const std::int16_t* origin = row_origin + std::ptrdiff_t(ox) * pixel_stride;
