@@ -592,7 +592,9 @@ BPUQ_TILE_NOINLINE inline void depthwise_tile(const TSrc* origin, std::ptrdiff_t
         for (int m = 0; m < MR; ++m) {
             __m512i a;
             if constexpr (sizeof(TSrc) == 1)
-                a = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + m * pixel_stride)));
+                // the all-lanes maskz form is the same vpmovsxbd; the plain intrinsic's undefined
+                // pass-through makes GCC 12 warn (-Wuninitialized) once the tile is unrolled
+                a = _mm512_maskz_cvtepi8_epi32(__mmask16(0xFFFF), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + m * pixel_stride)));
             else
                 a = _mm512_loadu_si512(p + m * pixel_stride);
             r[m] = _mm512_dpwssd_epi32(r[m], a, wt);
