@@ -76,6 +76,19 @@ TEST_CASE("int16 nodes get int16 weights whose biases stay inside int32, and bea
     // accumulator and keeps int8 weights (16 x 16 bit products would not fit)
     CHECK(convs >= 9);
     CHECK(weights16 + 1 >= convs);
+    // the int16-weight convolutions run the SIMD kernels (vpdpwssd), bit-identical to the reference
+    emul::ProgramExecutor simd_exec(p, {1, true});
+    emul::ProgramExecutor ref_exec(p, {1, false});
+    for (int s = 0; s < 4; ++s) {
+        const std::vector<Tensor> in{io::read_npy((int16->dir / "cal" / ("s" + std::to_string(s) + ".npy")).string())};
+        const auto a = simd_exec.run(in);
+        const auto b = ref_exec.run(in);
+        REQUIRE(a.size() == b.size());
+        for (std::size_t k = 0; k < a.size(); ++k) {
+            REQUIRE(a[k].nbytes() == b[k].nbytes());
+            CHECK(std::memcmp(a[k].raw(), b[k].raw(), a[k].nbytes()) == 0);
+        }
+    }
     MESSAGE("ResNet-8 output cosine: int8 " << output_cosine(*int8) << ", int16 nodes " << output_cosine(*int16));
     CHECK(output_cosine(*int16) > output_cosine(*int8));
     CHECK(output_cosine(*int16) > 0.9999);

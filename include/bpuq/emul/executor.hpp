@@ -282,8 +282,9 @@ private:
         state->g = g;
         state->bias = detail::constant_values<std::int32_t>(bt);
         state->mult = detail::multipliers(n, std::size_t(g.out_c));
-        if (wt.dtype == DType::int16) {  // exact asymmetric weights of a loaded QDQ model: reference kernel
+        if (wt.dtype == DType::int16) {  // int16 nodes, or the exact asymmetric weights of a loaded QDQ model
             state->ohwi16 = detail::constant_values<std::int16_t>(wt);
+            state->packed = simd::PackedConvWeights::pack(g, state->ohwi16.data());
         } else {
             state->ohwi = detail::constant_values<std::int8_t>(wt);
             state->packed = simd::PackedConvWeights::pack(g, state->ohwi.data());
@@ -304,8 +305,8 @@ private:
                 dispatch_int<true>(out_t, [&](auto to) {
                     using TO = decltype(to);
                     const TI* src = s[std::size_t(x)].template data<TI>();
-                    if (!c.ohwi16.empty()) reference::conv2d<Round>(c.g, src, c.zp_in, c.ohwi16.data(), c.rq, out.data<TO>());
-                    else if (opt_.use_simd) simd::conv2d<simd::default_arch, Round>(kctx_, c.g, src, c.zp_in, c.packed, c.rq, out.data<TO>());
+                    if (opt_.use_simd) simd::conv2d<simd::default_arch, Round>(kctx_, c.g, src, c.zp_in, c.packed, c.rq, out.data<TO>());
+                    else if (!c.ohwi16.empty()) reference::conv2d<Round>(c.g, src, c.zp_in, c.ohwi16.data(), c.rq, out.data<TO>());
                     else reference::conv2d<Round>(c.g, src, c.zp_in, c.ohwi.data(), c.rq, out.data<TO>());
                 });
             });
@@ -327,8 +328,9 @@ private:
         state->gg.n = int(bt.shape[0]);
         state->gg.k = int(at.shape[1]);
         state->gg.validate();
-        if (bt.dtype == DType::int16) {  // exact asymmetric weights of a loaded QDQ model: reference kernel
+        if (bt.dtype == DType::int16) {  // int16 nodes, or the exact asymmetric weights of a loaded QDQ model
             state->w16 = detail::constant_values<std::int16_t>(bt);
+            state->packed = simd::pack_gemm_weights(state->gg.n, state->gg.k, state->w16.data());
         } else {
             state->w = detail::constant_values<std::int8_t>(bt);
             state->packed = simd::pack_gemm_weights(state->gg.n, state->gg.k, state->w.data());
@@ -350,8 +352,8 @@ private:
                 dispatch_int<true>(out_t, [&](auto to) {
                     using TO = decltype(to);
                     const TI* src = s[std::size_t(a)].template data<TI>();
-                    if (!c.w16.empty()) reference::gemm<Round>(c.gg, src, c.zp_in, c.w16.data(), 0, c.rq, out.data<TO>());
-                    else if (opt_.use_simd) simd::gemm<simd::default_arch, Round>(kctx_, c.gg, src, c.zp_in, c.packed, c.rq, out.data<TO>());
+                    if (opt_.use_simd) simd::gemm<simd::default_arch, Round>(kctx_, c.gg, src, c.zp_in, c.packed, c.rq, out.data<TO>());
+                    else if (!c.w16.empty()) reference::gemm<Round>(c.gg, src, c.zp_in, c.w16.data(), 0, c.rq, out.data<TO>());
                     else reference::gemm<Round>(c.gg, src, c.zp_in, c.w.data(), 0, c.rq, out.data<TO>());
                 });
             });
@@ -681,7 +683,7 @@ private:
         std::vector<std::int32_t> bias;
         std::vector<QuantizedMultiplier> mult;
         std::vector<std::int8_t> ohwi;
-        std::vector<std::int16_t> ohwi16;  ///< int16 weights (reference kernel) when non-empty
+        std::vector<std::int16_t> ohwi16;  ///< int16 weights (the reference kernel's copy) when non-empty
         simd::PackedConvWeights packed;
         Requantization rq;
         std::int32_t zp_in = 0;
@@ -689,7 +691,7 @@ private:
     struct GemmState {
         GemmGeometry gg;
         std::vector<std::int8_t> w;
-        std::vector<std::int16_t> w16;  ///< int16 weights (reference kernel) when non-empty
+        std::vector<std::int16_t> w16;  ///< int16 weights (the reference kernel's copy) when non-empty
         simd::PackedConvWeights packed;
         std::vector<std::int32_t> bias;
         std::vector<QuantizedMultiplier> mult;

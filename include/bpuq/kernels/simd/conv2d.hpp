@@ -9,7 +9,8 @@
 //   AVX-512 VNNI, int8:  u8 (q + 128) x s8 with vpdpbusd, 8 x 32 tiles (6 x 64 for short
 //                        reductions), zero point removed through the bias;
 //   AVX-512 VNNI, int16: vpdpwssd on int16 pairs, the same tiles, int32 over tap chunks proven
-//                        not to overflow, int64 across chunks;
+//                        not to overflow, int64 across chunks (int16 activations, int16
+//                        weights, and int8 layers whose sums could leave int32);
 //   AVX2:                (q - zp) widened to int16, vpmaddwd + vpaddd, 6 x 16 tiles, int32 or
 //                        chunked int64 accumulation;
 //   depthwise:           its own loops (16 channels x 8 pixels per tile, taps as the
@@ -1273,10 +1274,11 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
 
 
 #if BPUQ_SIMD_HAS_AVX512_VNNI
-    // ---- AVX-512 VNNI, int16 activations: vpdpwssd on the int16 packing; taps are grouped into
-    //      chunks whose partial sums provably fit int32 (32768 * sum of the chunk's max
+    // ---- AVX-512 VNNI, int16 activations, int16 weights or int8 layers whose sums could leave
+    //      int32: vpdpwssd on the int16 packing ((q - zp) widened to int16); taps are grouped into
+    //      chunks whose partial sums provably fit int32 (max |q - zp| * sum of the chunk's max
     //      per-tap sum |w|), chunk partials added in int64 ----
-    if (simd_level<Arch> == Level::avx512_vnni && sizeof(TIn) == 2 && !w.depthwise) {
+    if (simd_level<Arch> == Level::avx512_vnni && (sizeof(TIn) == 2 || w.data_s8.empty() || wide) && !w.depthwise) {
         std::vector<int> chunk_start{0};
         bool splittable = true;
         {
