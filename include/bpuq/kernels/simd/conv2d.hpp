@@ -1038,7 +1038,25 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
     for (int c = 0; rq.bias && c < g.out_c; ++c)
         max_abs_bias = std::max<std::int64_t>(max_abs_bias, std::abs(std::int64_t(rq.bias[c])));
     const bool wide = max_abs_input * w.max_abs_weight_sum + max_abs_bias > kInt32Max;
-    if (!simd_ok || (wide && w.depthwise)) {
+    // a depthwise layer whose sums could leave int32 (int16 x int16): taps in chunks whose partial
+    // sums provably fit int32 (AVX-512 VNNI only), added in int64
+    std::vector<int> dw_chunk_start{0};
+    bool dw_chunks_ok = !wide;
+    if (wide && w.depthwise && simd_level<Arch> == Level::avx512_vnni) {
+        dw_chunks_ok = true;
+        std::int64_t run = 0;
+        for (int t = 0; t < w.taps; ++t) {
+            const std::int64_t tap = max_abs_input * w.tap_abs_sum[static_cast<std::size_t>(t)];
+            if (tap > kInt32Max) dw_chunks_ok = false;
+            if (run + tap > kInt32Max) {
+                dw_chunk_start.push_back(t);
+                run = 0;
+            }
+            run += tap;
+        }
+        dw_chunk_start.push_back(w.taps);
+    }
+    if (!simd_ok || (w.depthwise && !dw_chunks_ok)) {
         (void)ctx;  // the scalar reference runs on the calling thread
         reference::conv2d<Round>(g, input, input_zero_point, w.ohwi.data(), rq, output);
         return;
@@ -1059,7 +1077,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
 
 #if BPUQ_SIMD_HAS_AVX512_VNNI
     if (w.depthwise && simd_level<Arch> == Level::avx512_vnni) {
-        if (sizeof(TIn) == 1) {
+        if (sizeof(TIn) == 1 && !wide) {
             // ---- depthwise, AVX-512 VNNI, int8: the raw q sign-extended at each tap (vpmovsxbd from
             //      memory costs what a load costs), padding = zp, zp * sum w removed through the bias;
             //      eight output pixels share each weight register ----
@@ -1106,7 +1124,10 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
         //      rows it reads are widened once to int32 (q - zp; padding 0) in a small per-thread
         //      buffer [kernel_h][padded width][16], so each tap is one vpdpwssd with a memory
         //      operand against weights packed as dwords (w, 0): the low word of (q - zp) times w,
-        //      the high word (sign bits) times 0. Eight output pixels share each weight load. ----
+        //      the high word (sign bits) times 0. Eight output pixels share each weight load.
+        //      When the sums could leave int32 (wide), each chunk of taps of dw_chunk_start sums in
+        //      int32 and the chunks are added in int64; the vector output stage runs where the sum
+        //      and the sum plus bias fit int32, the reference stage elsewhere. ----
         const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
         const auto kd_ptr = generic_constants();
         const detail::OutputConstants& kd = *kd_ptr;
@@ -1151,12 +1172,52 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                 }
                 const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
                 TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                if (!wide) {
+                    for (int ox = 0; ox < ow; ox += 8) {
+                        const int mr = std::min(8, ow - ox);
+                        __m512i acc[8][1];
+                        detail::depthwise_tile_any<8>(mr, local.data() + std::ptrdiff_t(ox) * pixel_stride, pixel_stride,
+                                                      tap_off.data(), taps, wv, acc);
+                        detail::stage_store_tile(acc, mr, 1, kr, c0, out + std::int64_t(ox) * g.out_c, g.out_c, count);
+                    }
+                    continue;
+                }
+                alignas(64) std::int64_t bias64[B];
+                for (int j = 0; j < B; ++j) bias64[j] = j < count ? rq.bias_of(static_cast<std::size_t>(c0 + j)) : 0;
+                const __m512i bias_lo = _mm512_load_si512(bias64), bias_hi = _mm512_load_si512(bias64 + 8);
+                const __m512i i32_max = _mm512_set1_epi64(kInt32Max), i32_min = _mm512_set1_epi64(std::numeric_limits<std::int32_t>::min());
+                auto outside = [&](__m512i v) {
+                    return _mm512_cmpgt_epi64_mask(v, i32_max) | _mm512_cmplt_epi64_mask(v, i32_min);
+                };
                 for (int ox = 0; ox < ow; ox += 8) {
                     const int mr = std::min(8, ow - ox);
-                    __m512i acc[8][1];
-                    detail::depthwise_tile_any<8>(mr, local.data() + std::ptrdiff_t(ox) * pixel_stride, pixel_stride, tap_off.data(),
-                                                  taps, wv, acc);
-                    detail::stage_store_tile(acc, mr, 1, kr, c0, out + std::int64_t(ox) * g.out_c, g.out_c, count);
+                    __m512i lo[8], hi[8];
+                    for (int m = 0; m < 8; ++m) lo[m] = hi[m] = _mm512_setzero_si512();
+                    for (std::size_t ch = 0; ch + 1 < dw_chunk_start.size(); ++ch) {
+                        const int t0 = dw_chunk_start[ch], t1 = dw_chunk_start[ch + 1];
+                        __m512i acc[8][1];
+                        detail::depthwise_tile_any<8>(mr, local.data() + std::ptrdiff_t(ox) * pixel_stride, pixel_stride,
+                                                      tap_off.data() + t0, t1 - t0, wv + std::ptrdiff_t(t0) * B, acc);
+                        for (int m = 0; m < mr; ++m) {
+                            lo[m] = _mm512_add_epi64(lo[m], _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc[m][0])));
+                            hi[m] = _mm512_add_epi64(hi[m], _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(acc[m][0], 1)));
+                        }
+                    }
+                    for (int m = 0; m < mr; ++m) {
+                        TOut* o = out + std::int64_t(ox + m) * g.out_c;
+                        if (outside(lo[m]) | outside(hi[m]) | outside(_mm512_add_epi64(lo[m], bias_lo)) |
+                            outside(_mm512_add_epi64(hi[m], bias_hi))) {
+                            alignas(64) std::int64_t sums[B];
+                            _mm512_store_si512(sums, lo[m]);
+                            _mm512_store_si512(sums + 8, hi[m]);
+                            for (int j = 0; j < count; ++j)
+                                o[j] = requantize_output<TOut, Round>(sums[j], rq, static_cast<std::size_t>(c0 + j));
+                            continue;
+                        }
+                        const __m512i narrow = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(lo[m])),
+                                                                  _mm512_cvtepi64_epi32(hi[m]), 1);
+                        detail::store16_avx512(o, detail::stage16(narrow, kr, c0), count);
+                    }
                 }
             }
         });
