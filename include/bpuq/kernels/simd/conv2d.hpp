@@ -579,8 +579,8 @@ BPUQ_TILE_NOINLINE inline void vnni_tile(const std::uint8_t* in, std::ptrdiff_t 
         for (int j = 0; j < NB; ++j) _mm512_storeu_si512(&acc[m][j], r[m][j]);
 }
 /// Depthwise: MR output pixels x 16 channels, one vpdpwssd per tap and pixel against weights
-/// packed as dwords (w, 0). TSrc int8: raw activations, sign-extended at each tap (from memory,
-/// which costs what a load costs); TSrc int32: activations already widened.
+/// packed as dwords (w, 0). TSrc int8 / int16: raw activations, sign-extended at each tap (from
+/// memory, which costs what a load costs); TSrc int32: activations already widened.
 template <int MR, int Taps, class TSrc>
 BPUQ_TILE_NOINLINE inline void depthwise_tile(const TSrc* origin, std::ptrdiff_t pixel_stride, const std::ptrdiff_t* tap_offset,
                                               int taps, const std::int32_t* w, __m512i (&acc)[8][1]) noexcept {
@@ -592,10 +592,13 @@ BPUQ_TILE_NOINLINE inline void depthwise_tile(const TSrc* origin, std::ptrdiff_t
         const TSrc* p = origin + tap_offset[t];
         for (int m = 0; m < MR; ++m) {
             __m512i a;
+            // the all-lanes maskz forms are the same vpmovsx; the plain intrinsics' undefined
+            // pass-through makes GCC 12 warn (-Wuninitialized) once the tile is unrolled
             if constexpr (sizeof(TSrc) == 1)
-                // the all-lanes maskz form is the same vpmovsxbd; the plain intrinsic's undefined
-                // pass-through makes GCC 12 warn (-Wuninitialized) once the tile is unrolled
                 a = _mm512_maskz_cvtepi8_epi32(__mmask16(0xFFFF), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + m * pixel_stride)));
+            else if constexpr (sizeof(TSrc) == 2)
+                a = _mm512_maskz_cvtepi16_epi32(__mmask16(0xFFFF),
+                                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + m * pixel_stride)));
             else
                 a = _mm512_loadu_si512(p + m * pixel_stride);
             r[m] = _mm512_dpwssd_epi32(r[m], a, wt);
@@ -1120,75 +1123,53 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
             });
             return;
         }
-        // ---- depthwise, AVX-512 VNNI, int16: per work item (output row, 16 channels) the kernel_h input
-        //      rows it reads are widened once to int32 (q - zp; padding 0) in a small per-thread
-        //      buffer [kernel_h][padded width][16], so each tap is one vpdpwssd with a memory
-        //      operand against weights packed as dwords (w, 0): the low word of (q - zp) times w,
-        //      the high word (sign bits) times 0. Eight output pixels share each weight load.
-        //      When the sums could leave int32 (wide), each chunk of taps of dw_chunk_start sums in
-        //      int32 and the chunks are added in int64; the vector output stage runs where the sum
-        //      and the sum plus bias fit int32, the reference stage elsewhere. ----
+        // ---- depthwise, AVX-512 VNNI, int16 activations (zero point 0) or int8 layers whose sums
+        //      could leave int32: each tap is one vpdpwssd against weights packed as dwords (w, 0),
+        //      on activations sign-extended to int32: the low word of the activation times w, the
+        //      high word (sign bits) times 0. int16 activations are read raw from a padded copy and
+        //      sign-extended at each tap (vpmovsxwd from memory costs what a load costs); int8
+        //      activations of a wide layer are widened per work item (output row, 16 channels) to
+        //      q - zp in a small per-thread int32 buffer [kernel_h][padded width][16]. Eight output
+        //      pixels share each weight load. When the sums could leave int32 (wide), each chunk of
+        //      taps of dw_chunk_start sums in int32 and the chunks are added in int64; the vector
+        //      output stage runs where the sum and the sum plus bias fit int32, the reference stage
+        //      elsewhere. ----
         const int C = g.in_c, taps = w.taps, blocks = (C + B - 1) / B;
         const auto kd_ptr = generic_constants();
         const detail::OutputConstants& kd = *kd_ptr;
         const int kh = g.kernel_h, kw = g.kernel_w;
-        const int wp = g.in_w + g.pad_left + g.pad_right;
+        constexpr bool raw = sizeof(TIn) == 2;  // simd_ok: int16 activations have zero point 0
+        std::unique_ptr<TIn[]> padded;
+        int hp = 0, wp = g.in_w + g.pad_left + g.pad_right;
+        if (raw) detail::pad_plain(ctx, g, input, TIn(0), 0, padded, hp, wp);
+        // tap offsets in elements: raw rows of the padded copy, or the rows of the widened buffer
         std::vector<std::ptrdiff_t> tap_off(static_cast<std::size_t>(taps));
         for (int t = 0; t < taps; ++t)
-            tap_off[static_cast<std::size_t>(t)] = (std::ptrdiff_t(t / kw) * wp + std::ptrdiff_t(t % kw) * g.dilation_w) * B;
-        const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * B;
+            tap_off[static_cast<std::size_t>(t)] =
+                raw ? (std::ptrdiff_t(t / kw) * g.dilation_h * wp + std::ptrdiff_t(t % kw) * g.dilation_w) * C
+                    : (std::ptrdiff_t(t / kw) * wp + std::ptrdiff_t(t % kw) * g.dilation_w) * B;
+        const std::ptrdiff_t pixel_stride = std::ptrdiff_t(g.stride_w) * (raw ? C : B);
         parallel_for(ctx, std::int64_t(g.batch) * oh * blocks, [&](std::int64_t r0, std::int64_t r1) {
             const detail::OutputRegs16 kr(kd);
-            std::vector<std::int32_t> local(static_cast<std::size_t>(kh) * wp * B + B);
+            std::vector<std::int32_t> local(raw ? 0 : static_cast<std::size_t>(kh) * wp * B + B);
             const __m512i zp = _mm512_set1_epi32(input_zero_point);
-            for (std::int64_t item = r0; item < r1; ++item) {
-                const std::int64_t r = item / blocks;
-                const int b = static_cast<int>(item % blocks);
-                const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
-                const int c0 = b * B, count = std::min(B, C - c0);
-                const __mmask16 lanes = static_cast<__mmask16>((1u << count) - 1u);
-                for (int ky = 0; ky < kh; ++ky) {
-                    std::int32_t* dst = local.data() + static_cast<std::size_t>(ky) * wp * B;
-                    const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
-                    if (iy < 0 || iy >= g.in_h) {
-                        std::memset(dst, 0, static_cast<std::size_t>(wp) * B * sizeof(std::int32_t));
-                        continue;
-                    }
-                    std::memset(dst, 0, static_cast<std::size_t>(g.pad_left) * B * sizeof(std::int32_t));
-                    std::memset(dst + std::ptrdiff_t(g.pad_left + g.in_w) * B, 0,
-                                static_cast<std::size_t>(g.pad_right) * B * sizeof(std::int32_t));
-                    const TIn* src = input + (std::int64_t(n) * g.in_h + iy) * g.in_w * C + c0;
-                    std::int32_t* d = dst + std::ptrdiff_t(g.pad_left) * B;
-                    for (int ix = 0; ix < g.in_w; ++ix, src += C, d += B) {
-                        __m512i a;
-                        if (sizeof(TIn) == 1)
-                            a = _mm512_cvtepi8_epi32(count == B ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(src))
-                                                                : _mm_maskz_loadu_epi8(lanes, src));
-                        else
-                            a = _mm512_cvtepi16_epi32(count == B ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
-                                                                 : _mm256_maskz_loadu_epi16(lanes, src));
-                        _mm512_storeu_si512(d, _mm512_sub_epi32(a, zp));
-                    }
-                }
-                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
-                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+            const __m512i i32_max = _mm512_set1_epi64(kInt32Max), i32_min = _mm512_set1_epi64(std::numeric_limits<std::int32_t>::min());
+            auto outside = [&](__m512i v) { return _mm512_cmpgt_epi64_mask(v, i32_max) | _mm512_cmplt_epi64_mask(v, i32_min); };
+            // one output row of 16 channels from activations at `origin` (int32 or raw int16)
+            auto output_row = [&](const auto* origin, int c0, int count, const std::int32_t* wv, TOut* out) {
                 if (!wide) {
                     for (int ox = 0; ox < ow; ox += 8) {
                         const int mr = std::min(8, ow - ox);
                         __m512i acc[8][1];
-                        detail::depthwise_tile_any<8>(mr, local.data() + std::ptrdiff_t(ox) * pixel_stride, pixel_stride,
-                                                      tap_off.data(), taps, wv, acc);
+                        detail::depthwise_tile_any<8>(mr, origin + std::ptrdiff_t(ox) * pixel_stride, pixel_stride, tap_off.data(),
+                                                      taps, wv, acc);
                         detail::stage_store_tile(acc, mr, 1, kr, c0, out + std::int64_t(ox) * g.out_c, g.out_c, count);
                     }
-                    continue;
+                    return;
                 }
                 alignas(64) std::int64_t bias64[B];
                 for (int j = 0; j < B; ++j) bias64[j] = j < count ? rq.bias_of(static_cast<std::size_t>(c0 + j)) : 0;
                 const __m512i bias_lo = _mm512_load_si512(bias64), bias_hi = _mm512_load_si512(bias64 + 8);
-                const __m512i i32_max = _mm512_set1_epi64(kInt32Max), i32_min = _mm512_set1_epi64(std::numeric_limits<std::int32_t>::min());
-                auto outside = [&](__m512i v) {
-                    return _mm512_cmpgt_epi64_mask(v, i32_max) | _mm512_cmplt_epi64_mask(v, i32_min);
-                };
                 for (int ox = 0; ox < ow; ox += 8) {
                     const int mr = std::min(8, ow - ox);
                     __m512i lo[8], hi[8];
@@ -1196,7 +1177,7 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                     for (std::size_t ch = 0; ch + 1 < dw_chunk_start.size(); ++ch) {
                         const int t0 = dw_chunk_start[ch], t1 = dw_chunk_start[ch + 1];
                         __m512i acc[8][1];
-                        detail::depthwise_tile_any<8>(mr, local.data() + std::ptrdiff_t(ox) * pixel_stride, pixel_stride,
+                        detail::depthwise_tile_any<8>(mr, origin + std::ptrdiff_t(ox) * pixel_stride, pixel_stride,
                                                       tap_off.data() + t0, t1 - t0, wv + std::ptrdiff_t(t0) * B, acc);
                         for (int m = 0; m < mr; ++m) {
                             lo[m] = _mm512_add_epi64(lo[m], _mm512_cvtepi32_epi64(_mm512_castsi512_si256(acc[m][0])));
@@ -1219,6 +1200,37 @@ inline void conv2d(const KernelContext& ctx, const Conv2dGeometry& g, const TIn*
                         detail::store16_avx512(o, detail::stage16(narrow, kr, c0), count);
                     }
                 }
+            };
+            for (std::int64_t item = r0; item < r1; ++item) {
+                const std::int64_t r = item / blocks;
+                const int b = static_cast<int>(item % blocks);
+                const int n = static_cast<int>(r / oh), oy = static_cast<int>(r % oh);
+                const int c0 = b * B, count = std::min(B, C - c0);
+                const std::int32_t* wv = &w.dw_dwords[static_cast<std::size_t>(b) * taps * B];
+                TOut* out = output + (std::int64_t(n) * oh + oy) * ow * g.out_c + c0;
+                if (raw) {
+                    output_row(padded.get() + (std::int64_t(n) * hp + std::int64_t(oy) * g.stride_h) * wp * C + c0, c0, count, wv, out);
+                    continue;
+                }
+                const __mmask16 lanes = static_cast<__mmask16>((1u << count) - 1u);
+                for (int ky = 0; ky < kh; ++ky) {
+                    std::int32_t* dst = local.data() + static_cast<std::size_t>(ky) * wp * B;
+                    const int iy = oy * g.stride_h - g.pad_top + ky * g.dilation_h;
+                    if (iy < 0 || iy >= g.in_h) {
+                        std::memset(dst, 0, static_cast<std::size_t>(wp) * B * sizeof(std::int32_t));
+                        continue;
+                    }
+                    std::memset(dst, 0, static_cast<std::size_t>(g.pad_left) * B * sizeof(std::int32_t));
+                    std::memset(dst + std::ptrdiff_t(g.pad_left + g.in_w) * B, 0,
+                                static_cast<std::size_t>(g.pad_right) * B * sizeof(std::int32_t));
+                    const TIn* src = input + (std::int64_t(n) * g.in_h + iy) * g.in_w * C + c0;
+                    std::int32_t* d = dst + std::ptrdiff_t(g.pad_left) * B;
+                    for (int ix = 0; ix < g.in_w; ++ix, src += C, d += B) {
+                        const __m512i a = _mm512_maskz_cvtepi8_epi32(lanes, _mm_maskz_loadu_epi8(lanes, src));
+                        _mm512_storeu_si512(d, _mm512_sub_epi32(a, zp));
+                    }
+                }
+                output_row(local.data(), c0, count, wv, out);
             }
         });
         return;
