@@ -3,7 +3,7 @@
 # split, convert it with each calibration method, and measure top-1 of the float model and of the
 # integer program on the evaluation split. Usage: tools/accuracy.sh [BUILD_DIR] [METHODS...]
 # A method is a calibration_type, optionally with optimizations after '+' (e.g.
-# default+bias_correction); "load" converts the model's QDQ version (models without one are
+# default+bias_correction, max+per_channel for per-channel activations); "load" converts the model's QDQ version (models without one are
 # skipped). BPUQ_ACCURACY_MODELS="resnet8 squeezenet1.1" limits the models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +58,10 @@ for entry in "${models[@]}"; do
       echo "  cal_data_dir: cal"
       echo "  cal_data_type: uint8"
       echo "  calibration_type: $ctype"
-      [ -z "$opts" ] || echo "  optimization: ${opts//+/,}"
+      # "per_channel" among the options is the calibration_parameters key, the rest are optimizations
+      [[ "+$opts+" != *+per_channel+* ]] || echo "  per_channel: true"
+      optim=$(echo "$opts" | tr '+' '\n' | grep -v '^per_channel$' | paste -sd, || true)
+      [ -z "$optim" ] || echo "  optimization: $optim"
     } >"$cfg"
     "$build/examples/bpuq_convert" --config "$cfg" >"$dir/$method.convert.txt"
     "$build/examples/bpuq_accuracy" --data "$data" --recipe "$recipe" --split evaluation \

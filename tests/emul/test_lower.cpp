@@ -41,16 +41,17 @@ Flow calibrate(const std::string& model_path, const std::string& reference, cons
     opt.stats.per_channel = choice.per_channel;
     const auto stats = calib::collect_statistics(fexec, *f.data, f.plan, opt);
     f.acts = calib::choose_qparams(stats, f.plan, choice);
-    f.weights = calib::quantize_weights(f.optimized, f.plan);
+    f.weights = calib::quantize_weights(f.optimized, f.plan, &f.acts);  // folds per-channel inputs' scales
     return f;
 }
 
-void check_model(const std::string& model_rel, const std::string& reference, const calib::CalibChoice& choice,
+/// Returns the number of per-channel int8 activation tensors of the program.
+std::size_t check_model(const std::string& model_rel, const std::string& reference, const calib::CalibChoice& choice,
                  double min_vs_fake_quant, double min_vs_float) {
     const std::string path = bpuq_test::data_dir() + "/" + model_rel;
     if (!bpuq_test::path_exists(path)) {
         MESSAGE("skipped: " << path << " not found");
-        return;
+        return 0;
     }
     Flow f = calibrate(path, reference, choice);
     const emul::Program prog = emul::lower_to_program(f.optimized, f.plan, f.acts, f.weights);
@@ -92,6 +93,9 @@ void check_model(const std::string& model_rel, const std::string& reference, con
     CHECK(int_vs_fq.mean().cosine > min_vs_fake_quant);
     CHECK(int_vs_float.mean().cosine > min_vs_float);
     fs::remove_all(f.dir);
+    std::size_t per_channel = 0;
+    for (const auto& t : prog.tensors) per_channel += t.quant.bits == 8 && t.quant.axis == 1 && t.quant.scales.size() > 1;
+    return per_channel;
 }
 
 }  // namespace
@@ -103,12 +107,44 @@ TEST_CASE("ResNet-8 lowers to an integer program that tracks the fake-quant mode
     check_model("cifar10/models/resnet8_fp32.onnx", "resnet8_fp32", {CalibMethod::mse, 1.0, false, false}, 0.999, 0.99);
 }
 
-TEST_CASE("per-channel activations are refused with a clear error") {
+TEST_CASE("per-channel activations: the program tracks the fake-quant model with the scales folded into the weights") {
+    if (!bpuq_test::path_exists(bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx")) return;
+    // symmetric and asymmetric (one zero point shared by the channels); the SIMD and reference
+    // programs agree bit for bit inside check_model
+    CHECK(check_model("cifar10/models/resnet8_fp32.onnx", "resnet8_fp32", {CalibMethod::max, 1.0, true, false}, 0.999, 0.995) > 0);
+    CHECK(check_model("cifar10/models/resnet8_fp32.onnx", "resnet8_fp32", {CalibMethod::max, 1.0, true, true}, 0.999, 0.995) > 0);
+    CHECK(check_model("imagenet/models/squeezenet1.1_fp32.onnx", "squeezenet1.1_fp32", {CalibMethod::max, 1.0, true, true}, 0.999,
+                      0.995) > 0);
+    // depthwise and pointwise layers reading per-channel inputs
+    CHECK(check_model("imagenet/models/mobilenet_v1_0.25_128_fp32.onnx", "mobilenet_v1_0.25_128_fp32",
+                      {CalibMethod::max, 0.99995, true, false}, 0.99, 0.9) > 0);
+}
+
+TEST_CASE("per-channel parameters where an op takes one scale are refused, naming the node") {
     const std::string path = bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx";
     if (!bpuq_test::path_exists(path)) return;
-    Flow f = calibrate(path, "resnet8_fp32", {CalibMethod::max, 1.0, true, false});
+    Flow f = calibrate(path, "resnet8_fp32", {CalibMethod::max, 1.0, false, false});
+    // the plan keeps the inputs of Add per tensor; hand it per-channel parameters anyway
+    std::string add_input;
+    for (const auto& n : f.optimized.nodes)
+        if (n.op_type == "Add" && add_input.empty() && !f.optimized.is_initializer(n.inputs[0])) add_input = n.inputs[0];
+    REQUIRE(!add_input.empty());
+    CHECK_FALSE(f.plan.tensors.at(add_input).channel_ok);
+    QParams& q = f.acts.at(f.plan.root_of(add_input));
+    const std::size_t C = std::size_t(f.optimized.find_value(add_input)->shape[1]);
+    q.axis = 1;
+    q.scale.assign(C, q.scale[0]);
+    q.zero_point.assign(C, q.zero_point[0]);
+    for (auto& kv : f.acts)
+        if (f.plan.root_of(kv.first) == f.plan.root_of(add_input)) kv.second = q;
     CHECK_THROWS_WITH_AS(emul::lower_to_program(f.optimized, f.plan, f.acts, f.weights),
-                         doctest::Contains("per-channel activation parameters"), bpuq::Error);
+                         doctest::Contains("takes one scale per operand"), bpuq::Error);
+    // different zero points per channel: refused too
+    q.zero_point[1] = q.zero_point[0] + 1;
+    for (auto& kv : f.acts)
+        if (f.plan.root_of(kv.first) == f.plan.root_of(add_input)) kv.second = q;
+    CHECK_THROWS_WITH_AS(emul::lower_to_program(f.optimized, f.plan, f.acts, f.weights),
+                         doctest::Contains("one shared zero point"), bpuq::Error);
     fs::remove_all(f.dir);
 }
 

@@ -22,6 +22,7 @@
 #include "collect.hpp"
 #include "fake_quant.hpp"
 #include "quant_plan.hpp"
+#include "weights.hpp"
 
 BPUQ_NAMESPACE_BEGIN
 namespace calib {
@@ -361,6 +362,7 @@ inline BiasCorrectionResult correct_biases(const graph::Graph& g, const QuantPla
     std::vector<std::string> float_inputs;
     std::vector<Tensor> float_w, quant_w;
     std::map<std::size_t, std::size_t> slot;  // node index -> position in `all`
+    const std::map<std::string, Tensor> folds = weight_folds(g, plan, acts);
     for (std::size_t k = 0; k < g.nodes.size(); ++k) {
         if (!level_of[k]) continue;
         const graph::Node& n = g.nodes[k];
@@ -369,7 +371,8 @@ inline BiasCorrectionResult correct_biases(const graph::Graph& g, const QuantPla
         float_inputs.push_back(n.inputs[0]);
         const Tensor& w = *g.initializer(n.inputs[1]);
         float_w.push_back(w);
-        quant_w.push_back(dequantize_tensor(quantize_tensor(w, weights.at(n.inputs[1])), weights.at(n.inputs[1])));
+        auto fold = folds.find(n.inputs[1]);
+        quant_w.push_back(fake_quantized_weight(w, weights.at(n.inputs[1]), fold == folds.end() ? nullptr : &fold->second));
     }
     const std::vector<std::vector<double>> float_mean =
         detail::channel_means(g, g, all, float_inputs, float_w, data, r.samples, opt.threads);
@@ -440,7 +443,7 @@ inline BiasCorrectionResult correct_biases(const graph::Graph& g, const QuantPla
             const QParams& qw = weights.at(n.inputs[1]);
             const auto in_q = acts.find(plan.root_of(n.inputs[0]));
             if (in_q != acts.end())
-                lc.bias_scale = double(in_q->second.scale[0]) * qw.scale[qw.scale.size() == 1 ? 0 : std::size_t(lc.worst_channel)];
+                lc.bias_scale = double(weight_input_scale(in_q->second)) * qw.scale[qw.scale.size() == 1 ? 0 : std::size_t(lc.worst_channel)];
             level_biases[n.name] = nb;
             r.biases[n.name] = nb;
             r.layers.push_back(lc);

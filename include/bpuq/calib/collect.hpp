@@ -69,7 +69,11 @@ inline CalibrationStats collect_statistics(const graph::Executor& exec, const io
 
     std::vector<CalibrationStats> partial(static_cast<std::size_t>(threads));
     for (auto& p : partial)
-        for (const auto& t : plan.calibrated) p.tensors.emplace(t, TensorStats(t, opt.stats));
+        for (const auto& t : plan.calibrated) {
+            StatsOptions so = opt.stats;  // channels only where the plan allows per-channel parameters
+            so.per_channel = so.per_channel && plan.tensors.at(t).channel_ok;
+            p.tensors.emplace(t, TensorStats(t, so));
+        }
     std::mutex progress_mu;
     std::size_t done = 0;
     for_each_sample(total, threads, [&](int w, std::size_t s, const graph::ExecContext& ctx) {
@@ -110,6 +114,7 @@ inline std::map<std::string, QParams> choose_qparams(const CalibrationStats& sta
         }
         CalibChoice c = choice;
         if (bits == 16) c.asymmetric = false;  // int16 tensors are symmetric
+        c.per_channel = c.per_channel && plan.tensors.at(t).channel_ok;
         out[t] = stats.tensors.at(t).qparams(c, bits);
     }
     // aliases take their source's parameters (sources outside plan.calibrated are the caller's)

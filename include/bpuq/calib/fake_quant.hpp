@@ -13,6 +13,7 @@
 #include "../graph/ops/bpuq_ops.hpp"
 #include "quant_plan.hpp"
 #include "tensor_stats.hpp"
+#include "weights.hpp"
 
 BPUQ_NAMESPACE_BEGIN
 namespace calib {
@@ -104,9 +105,15 @@ inline graph::Graph make_calibrated_graph(const graph::Graph& g, const QuantPlan
         prologue.push_back(make_calibration_node(t + "_calibration", t, q, activations.at(t), "activation", method, rounding));
         input_rename[t] = q;
     }
+    const std::map<std::string, Tensor> folds = weight_folds(g, plan, activations);
     for (const auto& kv : weights) {
         const std::string q = kv.first + "_calibrated";
         prologue.push_back(make_calibration_node(kv.first + "_calibration", kv.first, q, kv.second, "weight", "max", rounding));
+        if (auto f = folds.find(kv.first); f != folds.end()) {  // a per-channel input's scales, folded in
+            const std::string fname = out.unique_name(kv.first + "_fold");
+            out.initializers[fname] = f->second;
+            prologue.back().inputs.push_back(fname);
+        }
         weight_rename[kv.first] = q;
     }
     prologue.insert(prologue.end(), bias_nodes.begin(), bias_nodes.end());

@@ -86,9 +86,14 @@ inline std::int64_t qdq_export_opset(const graph::Graph& g) {
 /// Why a QDQ export is impossible (empty when it is possible).
 inline std::string qdq_unsupported_reason(const QuantPlan& plan, const std::map<std::string, QParams>& acts,
                                           const graph::Graph* g = nullptr) {
-    for (const auto& t : plan.calibrated)
+    bool per_channel = false;
+    for (const auto& t : plan.calibrated) {
         if (acts.at(t).bits == 16)
             return "tensor '" + t + "' is int16; ONNX QuantizeLinear supports int16 only from opset 21";
+        per_channel = per_channel || acts.at(t).per_channel();
+    }
+    if (g && per_channel && qdq_export_opset(*g) < 13)
+        return "activations are per channel, which QuantizeLinear supports from opset 13; " + opset_upgrade_blocker(*g, 13);
     return g ? opset10_blocker(*g) : "";
 }
 
@@ -119,6 +124,10 @@ inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan,
         dn.op_type = "DequantizeLinear";
         dn.inputs = {in + "_quantized", s, z};
         dn.outputs = {out_name};
+        if (q.per_channel()) {
+            qn.attributes["axis"] = graph::Attribute::make_int(q.axis);
+            dn.attributes["axis"] = graph::Attribute::make_int(q.axis);
+        }
         dst.push_back(qn);
         dst.push_back(dn);
     };
@@ -130,9 +139,13 @@ inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan,
     // weights: int8 initializer + DequantizeLinear (per axis), or fake-quantized float values —
     // also for int16 weights (a colour conversion's coefficients), whose DequantizeLinear would need
     // opset 21: their dequantized values are exact in float32 and so is ONNX Runtime's float Conv
+    // a weight folded with its per-channel input's scales is DequantizeLinear -> Div(fold factors)
+    const std::map<std::string, Tensor> folds = weight_folds(g, plan, acts);
     for (const auto& kv : weights) {
         const Tensor& w = *g.initializer(kv.first);
-        const Tensor qw = quantize_tensor(w, kv.second);
+        auto fold = folds.find(kv.first);
+        const Tensor* f = fold == folds.end() ? nullptr : &fold->second;
+        const Tensor qw = quantize_weight(w, kv.second, f);
         if (per_axis && kv.second.bits == 8) {
             const std::string qname = out.unique_name(kv.first + "_int8");
             out.initializers[qname] = qw;
@@ -147,8 +160,19 @@ inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan,
             if (kv.second.per_channel()) dn.attributes["axis"] = graph::Attribute::make_int(kv.second.axis);
             out.nodes.push_back(dn);
             rename[kv.first] = kv.first + "_dequantized";
+            if (f) {
+                const std::string fname = out.unique_name(kv.first + "_fold");
+                out.initializers[fname] = *f;
+                graph::Node div;
+                div.name = kv.first + "_unfold";
+                div.op_type = "Div";
+                div.inputs = {kv.first + "_dequantized", fname};
+                div.outputs = {kv.first + "_unfolded"};
+                out.nodes.push_back(div);
+                rename[kv.first] = kv.first + "_unfolded";
+            }
         } else {
-            out.initializers[kv.first] = dequantize_tensor(qw, kv.second);
+            out.initializers[kv.first] = fake_quantized_weight(w, kv.second, f);
         }
     }
     const std::set<std::string> calibrated(plan.calibrated.begin(), plan.calibrated.end());
@@ -172,8 +196,9 @@ inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan,
             std::vector<float> sb(qb.size());
             for (std::size_t c = 0; c < qb.size(); ++c) {
                 const float sw = qw.scale[qw.scale.size() == 1 ? 0 : c];
-                sb[c] = qx.scale[0] * sw;
-                const double v = std::round(double(b.data<float>()[c]) / (double(qx.scale[0]) * double(sw)));
+                const float s_in = weight_input_scale(qx);
+                sb[c] = s_in * sw;
+                const double v = std::round(double(b.data<float>()[c]) / (double(s_in) * double(sw)));
                 qb[c] = static_cast<std::int32_t>(std::max(-2147483648.0, std::min(2147483647.0, v)));
             }
             const std::string& bias = orig.inputs[2];

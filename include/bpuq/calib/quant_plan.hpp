@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <string>
@@ -33,6 +34,10 @@ struct TensorPlan {
     /// int8 with scale 1 and zero point -128, i.e. q = x - 128 exactly (Horizon's "_128" types).
     bool fixed = false;
     QParams fixed_params;
+    /// May carry one scale per channel (axis 1) when per_channel is on: its producer writes and
+    /// every consumer reads per-channel parameters exactly (per_channel_eligible below).
+    bool channel_ok = false;
+    std::string channel_reason;  ///< why not, for the log ("" when channel_ok)
 };
 
 struct QuantPlan {
@@ -70,6 +75,93 @@ inline bool is_float_activation(const graph::Graph& g, const std::string& t) {
     return !v || !v->has_dtype || v->dtype == DType::float32;
 }
 }  // namespace detail
+
+/// Marks the activation tensors that can be quantized per channel (TensorPlan::channel_ok) and
+/// says for the others why not. Per-channel activations (docs/ARITHMETIC.md §"Per-channel
+/// activations") are int8 tensors [N, C, ...] whose channels share one zero point and differ in
+/// their scales. A Conv, Gemm or MatMul producer writes them through its per-output-channel
+/// multipliers; a Conv, Gemm or MatMul reading one folds the input channels' scales into its
+/// weights (weights.hpp); MaxPool, Identity and Dropout pass them on; CPU nodes read them
+/// dequantized. Every other BPU op has one scale per operand, so its inputs stay per tensor.
+inline void mark_per_channel_tensors(const graph::Graph& g, QuantPlan& plan) {
+    std::map<std::string, const graph::Node*> producer;
+    std::map<std::string, std::vector<std::pair<const graph::Node*, std::size_t>>> consumers;
+    std::map<std::string, int> uses;  // initializer -> number of reading nodes
+    for (const auto& n : g.nodes) {
+        for (const auto& o : n.outputs) producer[o] = &n;
+        for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+            consumers[n.inputs[i]].push_back({&n, i});
+            if (g.is_initializer(n.inputs[i])) ++uses[n.inputs[i]];
+        }
+    }
+    auto rank_of = [&](const std::string& t) -> int {
+        const graph::Value* v = g.find_value(t);
+        return v && v->has_shape ? static_cast<int>(v->shape.size()) : -1;
+    };
+    auto channel_keeping = [](const std::string& op) {
+        return op == "MaxPool" || op == "GlobalMaxPool" || op == "Identity" || op == "Dropout";
+    };
+    auto folding_reader = [&](const graph::Node& n, std::size_t index) -> std::string {
+        if (index != 0) return "read as operand " + std::to_string(index) + " of " + n.describe();
+        if (n.op_type != "Conv" && n.op_type != "Gemm" && n.op_type != "MatMul")
+            return n.describe() + " takes one scale per input";
+        if (!n.has_input(1) || !g.is_initializer(n.inputs[1]) || g.initializer(n.inputs[1])->dtype() != DType::float32)
+            return n.describe() + " has no constant float weights to fold the channel scales into";
+        if (uses[n.inputs[1]] > 1) return "the weights of " + n.describe() + " are shared with another node";
+        if (plan.fixed_weights.count(n.inputs[1])) return n.describe() + " has fixed-point weights";
+        if (n.op_type != "Conv" && rank_of(n.inputs[0]) != 2) return n.describe() + " reads a tensor of rank other than 2";
+        return "";
+    };
+    // aliases grouped under their root
+    std::map<std::string, std::vector<std::string>> members;
+    for (const auto& kv : plan.tensors)
+        if (kv.second.quantized) members[plan.root_of(kv.first)].push_back(kv.first);
+    for (auto& kv : members) {
+        const std::string& root = kv.first;
+        TensorPlan& tp = plan.tensors[root];
+        std::string why;
+        const int rank = rank_of(root);
+        if (tp.bits != 8) why = "int16";
+        else if (tp.fixed) why = "image input with fixed parameters";
+        else if (rank < 2) why = "unknown shape or rank < 2";
+        if (why.empty()) {
+            auto p = producer.find(root);
+            if (p != producer.end()) {
+                const graph::Node& n = *p->second;
+                const NodePlan& np = plan.nodes.at(n.name);
+                const std::string act = n.attr_string("bpuq_activation", "");
+                const float clip_lo = act == "Relu" ? 0.0f : act == "Clip" ? n.attr_float("bpuq_clip_min", -INFINITY) : -INFINITY;
+                const float clip_hi = act == "Clip" ? n.attr_float("bpuq_clip_max", INFINITY) : INFINITY;
+                if (!np.on_bpu) why = "produced on the CPU";
+                else if (n.op_type != "Conv" && n.op_type != "Gemm" && n.op_type != "MatMul")
+                    why = "produced by " + n.describe() + ", which writes one scale";
+                else if (n.op_type != "Conv" && rank != 2) why = "produced by " + n.describe() + " with rank other than 2";
+                else if (clip_lo != 0.0f && (std::isfinite(clip_lo) || std::isfinite(clip_hi)))
+                    why = "the fused clip of " + n.describe() + " does not start at 0";  // its bounds would differ per channel
+            }
+        }
+        for (const auto& m : kv.second) {
+            if (!why.empty()) break;
+            const TensorPlan& mp = plan.tensors[m];
+            if (mp.model_output && !mp.float_output) why = "an integer model output";
+            if (m != root) {
+                auto p = producer.find(m);
+                if (p == producer.end() || !channel_keeping(p->second->op_type)) why = "aliased by a node that moves channels";
+            }
+            for (const auto& c : consumers[m]) {
+                if (!why.empty()) break;
+                const NodePlan& np = plan.nodes.at(c.first->name);
+                if (!np.on_bpu) continue;  // reads the dequantized float tensor
+                if (np.role == QuantRole::passthrough && channel_keeping(c.first->op_type) && c.second == 0) continue;
+                why = folding_reader(*c.first, c.second);
+            }
+        }
+        for (const auto& m : kv.second) {
+            plan.tensors[m].channel_ok = why.empty();
+            plan.tensors[m].channel_reason = why;
+        }
+    }
+}
 
 /// Builds the plan. Errors name the node when the config asks for something impossible
 /// (a node that does not exist, run_on_bpu for an op without an integer kernel).
@@ -189,6 +281,8 @@ inline QuantPlan make_quant_plan(const graph::Graph& g, const config::ConvertCon
         it->second.fixed_params = qparams_from_range(0.0f, 255.0f, 8, /*symmetric=*/false);
         plan.notes.push_back("input '" + name + "' is an image: int8 pixels x - 128 (scale 1, zero point -128)");
     }
+
+    mark_per_channel_tensors(g, plan);
 
     // ---- calibration order: graph inputs first, then node outputs in topological order ----
     std::set<std::string> seen;

@@ -121,7 +121,8 @@ public:
     }
 
     /// Quantization parameters for a choice. Asymmetric ranges are [max(min, -T), min(max, T)]:
-    /// the method's clipping applied to the observed range (for a ReLU output, [0, T]).
+    /// the method's clipping applied to the observed range (for a ReLU output, [0, T]). Per
+    /// channel (when channels were recorded): one threshold per channel, one shared zero point.
     QParams qparams(const CalibChoice& c, int bits) const {
         const bool asym = c.asymmetric && bits == 8;
         auto range = [&](int ch, float& lo, float& hi) {
@@ -138,7 +139,7 @@ public:
         if (c.per_channel && has_channels()) {
             std::vector<float> lo(channels()), hi(channels());
             for (std::size_t ch = 0; ch < channels(); ++ch) range(static_cast<int>(ch), lo[ch], hi[ch]);
-            return qparams_from_ranges(lo, hi, 1, bits, !asym);
+            return qparams_from_ranges_shared_zero_point(lo, hi, 1, bits, !asym);
         }
         float lo = 0, hi = 0;
         range(-1, lo, hi);

@@ -106,12 +106,78 @@ inline QParams int16_weight_qparams(const Tensor& w, int axis, const Tensor* bia
     return qparams_from_ranges(lo, hi, p.axis, 16, true, /*narrow=*/true);
 }
 
+/// The factors folded into the weights of `n` (Conv, Gemm, MatMul) when its input `x` is
+/// quantized per channel: the scale of the input channel each weight multiplies, as a tensor
+/// broadcastable to the weights — [M, C/group, 1, 1] for Conv, [1, K] for Gemm with transB,
+/// [K, 1] otherwise. The node then computes sum_c (w[., c] * s_x[c]) * (q_x[c] - zp): integer
+/// inputs times weights quantized from w * F (docs/ARITHMETIC.md, per-channel activations).
+inline Tensor weight_fold_factors(const graph::Node& n, const Tensor& w, const QParams& x) {
+    BPUQ_CHECK(x.per_channel() && x.axis == 1, "calib.fold", n.describe() + ": weight folding needs an input quantized per channel on axis 1");
+    const std::size_t C = x.scale.size();
+    if (n.op_type == "Conv") {
+        BPUQ_CHECK(w.rank() >= 3, "calib.fold", n.describe() + ": weights " + shape_to_string(w.shape()) + " are not a convolution's");
+        const std::int64_t M = w.dim(0), cig = w.dim(1);
+        BPUQ_CHECK(cig > 0 && C % std::size_t(cig) == 0 && M % std::int64_t(C / std::size_t(cig)) == 0, "calib.fold",
+                   n.describe() + ": " + std::to_string(C) + " input channel scales do not match weights " + shape_to_string(w.shape()));
+        const std::int64_t groups = std::int64_t(C) / cig, cog = M / groups;
+        Shape fs(w.rank(), 1);
+        fs[0] = M;
+        fs[1] = cig;
+        Tensor f(DType::float32, fs);
+        for (std::int64_t o = 0; o < M; ++o)
+            for (std::int64_t ci = 0; ci < cig; ++ci) f.data<float>()[o * cig + ci] = x.scale[std::size_t((o / cog) * cig + ci)];
+        return f;
+    }
+    BPUQ_CHECK(w.rank() == 2, "calib.fold", n.describe() + ": weights " + shape_to_string(w.shape()) + " are not 2-D");
+    const bool k_last = n.op_type == "Gemm" && n.attr_int("transB", 0) != 0;
+    const std::int64_t K = k_last ? w.dim(1) : w.dim(0);
+    BPUQ_CHECK(std::size_t(K) == C, "calib.fold",
+               n.describe() + ": " + std::to_string(C) + " input channel scales do not match weights " + shape_to_string(w.shape()));
+    return Tensor::from_vector<float>(k_last ? Shape{1, K} : Shape{K, 1}, x.scale);
+}
+
+/// The integers of weights `w` under `q`; folded (w * f) when `fold` is given.
+inline Tensor quantize_weight(const Tensor& w, const QParams& q, const Tensor* fold) {
+    return quantize_tensor(fold ? apply_fold(w, *fold, false) : w, q);
+}
+
+/// The float weights the integer model computes with: dequantize(quantize(w)), divided by the fold
+/// factors when there are any (the input channel's scale moved back to the activation side).
+inline Tensor fake_quantized_weight(const Tensor& w, const QParams& q, const Tensor* fold) {
+    const Tensor back = dequantize_tensor(quantize_weight(w, q, fold), q);
+    return fold ? apply_fold(back, *fold, true) : back;
+}
+
+/// The scale of the products a node's integer weights are multiplied with: the input's scale, or
+/// 1 when the input is per channel (its scales are folded into the weights).
+inline float weight_input_scale(const QParams& x) { return x.per_channel() ? 1.0f : x.scale[0]; }
+
+/// Fold factors of every weight read by a BPU Conv/Gemm/MatMul whose input is per channel in
+/// `activations` (weight name -> factors).
+inline std::map<std::string, Tensor> weight_folds(const graph::Graph& g, const QuantPlan& plan,
+                                                  const std::map<std::string, QParams>& activations) {
+    std::map<std::string, Tensor> out;
+    for (const auto& n : g.nodes) {
+        auto np = plan.nodes.find(n.name);
+        if (np == plan.nodes.end() || !np->second.on_bpu) continue;
+        if (n.op_type != "Conv" && n.op_type != "Gemm" && n.op_type != "MatMul") continue;
+        if (!n.has_input(1) || !g.is_initializer(n.inputs[1])) continue;
+        auto x = activations.find(n.inputs[0]);
+        if (x == activations.end() || !x->second.per_channel()) continue;
+        BPUQ_CHECK(!out.count(n.inputs[1]), "calib.fold",
+                   "weights '" + n.inputs[1] + "' are read by two nodes with per-channel inputs; they cannot take both folds");
+        out[n.inputs[1]] = weight_fold_factors(n, *g.initializer(n.inputs[1]), x->second);
+    }
+    return out;
+}
+
 /// Parameters of every weight initializer read by a BPU node (Conv/Gemm/MatMul input 1): int8,
 /// or int16 when the node's input tensor is int16 and `activations` (its scale) is given; the
 /// plan's fixed_weights as they are.
 inline std::map<std::string, QParams> quantize_weights(const graph::Graph& g, const QuantPlan& plan,
                                                        const std::map<std::string, QParams>* activations = nullptr) {
     std::map<std::string, QParams> out;
+    const std::map<std::string, Tensor> folds = activations ? weight_folds(g, plan, *activations) : std::map<std::string, Tensor>{};
     for (const auto& n : g.nodes) {
         auto np = plan.nodes.find(n.name);
         if (np == plan.nodes.end() || !np->second.on_bpu) continue;
@@ -134,6 +200,8 @@ inline std::map<std::string, QParams> quantize_weights(const graph::Graph& g, co
             if (activations && in != activations->end() && in->second.bits == 16 && !int32_out) {
                 const Tensor* bias = n.inputs.size() > 2 && g.is_initializer(n.inputs[2]) ? g.initializer(n.inputs[2]) : nullptr;
                 out[n.inputs[i]] = int16_weight_qparams(w, axis, n.op_type == "MatMul" ? nullptr : bias, in->second.scale[0]);
+            } else if (auto f = folds.find(n.inputs[i]); f != folds.end()) {
+                out[n.inputs[i]] = weight_qparams(apply_fold(w, f->second, false), axis);  // per-channel input
             } else {
                 out[n.inputs[i]] = weight_qparams(w, axis);
             }

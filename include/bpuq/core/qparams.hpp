@@ -111,4 +111,42 @@ inline QParams qparams_from_ranges(const std::vector<float>& rmin, const std::ve
     return p;
 }
 
+/// Per-channel activation parameters along `axis` whose channels share one zero point: the zero
+/// point of the union range [min rmin, max rmax], and per channel the smallest scale whose grid
+/// covers that channel's range around it. The integer kernels take one input zero point (padding
+/// holds it), so per-channel activations differ only in their scales (DECISIONS.md #44). A channel
+/// that never left zero takes the union's scale: any scale represents it, and the union's keeps a
+/// fused clip's integer bound the same in every channel.
+inline QParams qparams_from_ranges_shared_zero_point(const std::vector<float>& rmin, const std::vector<float>& rmax, int axis,
+                                                     int bits = 8, bool symmetric = true) {
+    BPUQ_CHECK(rmin.size() == rmax.size() && !rmin.empty(), "qparams.channels",
+               "per-channel ranges need the same non-zero number of minima and maxima (got " +
+                   std::to_string(rmin.size()) + " and " + std::to_string(rmax.size()) + ")");
+    BPUQ_CHECK(axis >= 0, "qparams.axis", "per-channel parameters need an axis >= 0");
+    float lo = 0.0f, hi = 0.0f;
+    for (std::size_t c = 0; c < rmin.size(); ++c) {
+        detail::check_range(rmin[c], rmax[c], "quantization range");
+        lo = std::min(lo, rmin[c]);
+        hi = std::max(hi, rmax[c]);
+    }
+    const QParams whole = qparams_from_range(lo, hi, bits, symmetric);
+    QParams p = whole;
+    p.axis = axis;
+    p.scale.assign(rmin.size(), whole.scale[0]);
+    p.zero_point.assign(rmin.size(), whole.zero_point[0]);
+    const std::int32_t z = whole.zero_point[0], qmin = whole.qmin(), qmax = whole.qmax();
+    for (std::size_t c = 0; c < rmin.size(); ++c) {
+        const float cl = std::min(rmin[c], 0.0f), ch = std::max(rmax[c], 0.0f);
+        float s = 0.0f;
+        if (symmetric) {
+            s = std::max(-cl, ch) / static_cast<float>(qmax);
+        } else {
+            if (qmax > z) s = std::max(s, ch / static_cast<float>(qmax - z));
+            if (z > qmin) s = std::max(s, -cl / static_cast<float>(z - qmin));
+        }
+        if (s >= FLT_MIN && std::isfinite(s)) p.scale[c] = s;
+    }
+    return p;
+}
+
 BPUQ_NAMESPACE_END

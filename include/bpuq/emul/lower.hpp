@@ -12,6 +12,7 @@
 
 #include "../calib/fake_quant.hpp"
 #include "../calib/quant_plan.hpp"
+#include "../calib/weights.hpp"
 #include "../graph/op_registry.hpp"
 #include "../kernels/params.hpp"
 #include "../kernels/reference/conv2d.hpp"
@@ -126,10 +127,23 @@ private:
     const QParams& act_params(const std::string& t) const {
         auto it = acts_.find(t);
         BPUQ_CHECK(it != acts_.end(), "lower.params", "tensor '" + t + "' has no calibrated quantization parameters");
-        BPUQ_CHECK(!it->second.per_channel(), "lower.per_channel",
-                   "tensor '" + t + "' has per-channel activation parameters; the integer program supports per-tensor "
-                   "activations only (per-channel weights are supported) — calibrate with per_channel: false");
-        return it->second;
+        const QParams& q = it->second;
+        if (q.per_channel()) {  // per-channel activations: axis 1, one zero point (DECISIONS.md #44)
+            BPUQ_CHECK(q.axis == 1 && std::all_of(q.zero_point.begin(), q.zero_point.end(),
+                                                  [&](std::int32_t z) { return z == q.zero_point[0]; }),
+                       "lower.per_channel",
+                       "tensor '" + t + "' has per-channel parameters on axis " + std::to_string(q.axis) +
+                           " with different zero points; the integer program takes per-channel activations on axis 1 "
+                           "with one shared zero point");
+        }
+        return q;
+    }
+    /// Ops with one scale per operand (everything but conv2d, gemm, maxpool and the boundaries).
+    static void require_per_tensor(const graph::Node& n, const QParams& q, const std::string& which) {
+        BPUQ_CHECK(!q.per_channel(), "lower.per_channel",
+                   n.describe() + ": its " + which + " is quantized per channel, but " + n.op_type +
+                       " takes one scale per operand (only Conv, Gemm, MatMul, MaxPool and CPU nodes read per-channel "
+                       "activations; the plan keeps the others per tensor)");
     }
     static DType storage(const QParams& q) { return q.bits == 16 ? DType::int16 : DType::int8; }
 
@@ -277,7 +291,8 @@ private:
         std::vector<QuantizedMultiplier> m(channels);
         for (std::size_t c = 0; c < channels; ++c) {
             const double sw = w.scale[w.scale.size() == 1 ? 0 : c];
-            m[c] = out.int32_out ? quantize_multiplier(1.0) : quantize_multiplier(double(s_in) * sw / double(out.q.scale[0]));
+            const double so = out.q.scale[out.q.scale.size() == 1 ? 0 : c];  // per-channel outputs: one scale each
+            m[c] = out.int32_out ? quantize_multiplier(1.0) : quantize_multiplier(double(s_in) * sw / so);
         }
         return m;
     }
@@ -331,17 +346,25 @@ private:
             return;
         }
         const std::int32_t qmin = o.q.qmin(), qmax = o.q.qmax();
-        lo = qmin;
-        hi = qmax;
-        if (std::isfinite(e.lo)) lo = std::max(qmin, quantize_value(e.lo, o.q.scale[0], o.q.zero_point[0], qmin, qmax));
-        if (std::isfinite(e.hi)) hi = std::min(qmax, quantize_value(e.hi, o.q.scale[0], o.q.zero_point[0], qmin, qmax));
+        // per-channel outputs: the clip must map to the same integers in every channel (the plan
+        // only lets clips that start at 0 produce per-channel tensors, where it does)
+        for (std::size_t c = 0; c < o.q.scale.size(); ++c) {
+            std::int32_t l = qmin, h = qmax;
+            if (std::isfinite(e.lo)) l = std::max(qmin, quantize_value(e.lo, o.q.scale[c], o.q.zero_point[c], qmin, qmax));
+            if (std::isfinite(e.hi)) h = std::min(qmax, quantize_value(e.hi, o.q.scale[c], o.q.zero_point[c], qmin, qmax));
+            BPUQ_CHECK(c == 0 || (l == lo && h == hi), "lower.per_channel",
+                       n.describe() + ": its fused clip [" + std::to_string(e.lo) + ", " + std::to_string(e.hi) +
+                           "] maps to integer bounds that differ between output channels 0 and " + std::to_string(c));
+            lo = l;
+            hi = h;
+        }
     }
     /// The integer weights of `name` under `q`, as symmetric values: q - zero point. Weights with
     /// zero points (asymmetric uint8 weights of a loaded QDQ model) become int16 values in
     /// [-255, 255] unless they fit int8 — exact, with the same scales.
-    Tensor symmetric_weight_ints(const std::string& name, const QParams& q, QParams& sym) const {
+    Tensor symmetric_weight_ints(const std::string& name, const QParams& q, QParams& sym, const Tensor* fold = nullptr) const {
         const Tensor& w = *g_.initializer(name);
-        const Tensor qw = quantize_tensor(w, q);
+        const Tensor qw = calib::quantize_weight(w, q, fold);
         sym = q;
         if (std::all_of(q.zero_point.begin(), q.zero_point.end(), [](std::int32_t z) { return z == 0; })) return qw;
         std::vector<std::int32_t> v(static_cast<std::size_t>(qw.numel()));
@@ -370,10 +393,10 @@ private:
         oihw_to_ohwi(qw.data<T>(), tmp.data(), co, ci, kh, kw);
         return to_bytes(tmp);
     }
-    std::int32_t quantized_weight(const std::string& name, const QParams& q, bool to_ohwi) {
+    std::int32_t quantized_weight(const std::string& name, const QParams& q, bool to_ohwi, const Tensor* fold) {
         const Tensor& w = *g_.initializer(name);
         QParams sym;
-        const Tensor qw = symmetric_weight_ints(name, q, sym);
+        const Tensor qw = symmetric_weight_ints(name, q, sym, fold);
         std::vector<std::uint8_t> bytes(qw.nbytes());
         Shape shape = w.shape();
         if (to_ohwi && w.rank() == 4) {  // OIHW -> OHWI
@@ -396,13 +419,16 @@ private:
         const Tensor& w = *g_.initializer(n.inputs[1]);
         const graph::ops::ConvShape cs = graph::ops::conv_shape(n, xs, w.shape());
         const std::size_t co = static_cast<std::size_t>(cs.M);
-        const std::int32_t wid = quantized_weight(n.inputs[1], qw, true);
+        // a per-channel input: its scales are folded into the weights, the products have scale s_w
+        const Tensor fold = qx.per_channel() ? calib::weight_fold_factors(n, w, qx) : Tensor();
+        const float s_in = calib::weight_input_scale(qx);
+        const std::int32_t wid = quantized_weight(n.inputs[1], qw, true, qx.per_channel() ? &fold : nullptr);
         const std::int32_t bid = add_tensor(n.name + "_bias", DType::int32, {cs.M}, nullptr, true,
-                                            quantize_bias(n.has_input(2) ? n.inputs[2] : "", qx.scale[0], qw, co));
-        const OutputSpec o = conv_like_output(n, qx.scale[0], qw, co);
+                                            quantize_bias(n.has_input(2) ? n.inputs[2] : "", s_in, qw, co));
+        const OutputSpec o = conv_like_output(n, s_in, qw, co);
         std::int32_t lo = 0, hi = 0;
         bounds(n, o, lo, hi);
-        const auto m = channel_multipliers(qx.scale[0], qw, o, co);
+        const auto m = channel_multipliers(s_in, qw, o, co);
         const auto& gm = cs.g;
         add_node(n.name, "conv2d", {x, wid, bid}, {o.id},
                  {{"kernel", ints(gm.kernel)},
@@ -433,9 +459,11 @@ private:
         QParams qw = weights_.at(n.inputs[1]);
         const bool trans_b = gemm && n.attr_int("transB", 0) != 0;
         const std::int64_t N = trans_b ? w.dim(0) : w.dim(1), K = trans_b ? w.dim(1) : w.dim(0);
+        const Tensor fold = qa.per_channel() ? calib::weight_fold_factors(n, w, qa) : Tensor();
+        const float s_in = calib::weight_input_scale(qa);
         // weights stored [N][K]
         QParams qnk;
-        const Tensor qwt = symmetric_weight_ints(n.inputs[1], qw, qnk);
+        const Tensor qwt = symmetric_weight_ints(n.inputs[1], qw, qnk, qa.per_channel() ? &fold : nullptr);
         std::vector<std::int16_t> nk(static_cast<std::size_t>(N * K));
         for (std::int64_t i = 0; i < N; ++i)
             for (std::int64_t k = 0; k < K; ++k) {
@@ -454,11 +482,11 @@ private:
                        n.describe() + " bias must be a constant of N = " + std::to_string(N) + " values");
         }
         const std::int32_t bid = add_tensor(n.name + "_bias", DType::int32, {N}, nullptr, true,
-                                            quantize_bias(bias, qa.scale[0], qw, static_cast<std::size_t>(N)));
-        const OutputSpec o = conv_like_output(n, qa.scale[0], qw, static_cast<std::size_t>(N));
+                                            quantize_bias(bias, s_in, qw, static_cast<std::size_t>(N)));
+        const OutputSpec o = conv_like_output(n, s_in, qw, static_cast<std::size_t>(N));
         std::int32_t lo = 0, hi = 0;
         bounds(n, o, lo, hi);
-        const auto m = channel_multipliers(qa.scale[0], qw, o, static_cast<std::size_t>(N));
+        const auto m = channel_multipliers(s_in, qw, o, static_cast<std::size_t>(N));
         add_node(n.name, "gemm", {a, wid, bid}, {o.id},
                  {{"multiplier", ints(multipliers_of(m))},
                   {"shift", ints(shifts_of(m))},
@@ -497,6 +525,9 @@ private:
         const QParams qa = params_of(a), qb = params_of(b);
         const std::int32_t out = bpu_output(n.outputs[0]);
         const QParams qo = params_of(out);
+        require_per_tensor(n, qa, "first operand");
+        require_per_tensor(n, qb, "second operand");
+        require_per_tensor(n, qo, "output");
         const EltwiseOp op = n.op_type == "Add" ? EltwiseOp::add : n.op_type == "Sub" ? EltwiseOp::sub : EltwiseOp::mul;
         const EltwiseParams p = EltwiseParams::make(op, qa.scale[0], qa.zero_point[0], qb.scale[0], qb.zero_point[0],
                                                     qo.scale[0], qo.zero_point[0], qo.qmin(), qo.qmax(), bits);
@@ -547,6 +578,8 @@ private:
         const std::int32_t x = quantized(n.inputs[0]);
         const std::int32_t out = bpu_output(n.outputs[0]);
         const QParams qx = params_of(x), qo = params_of(out);
+        require_per_tensor(n, qx, "input");
+        require_per_tensor(n, qo, "output");
         const std::int64_t max_count = kernel[0] * kernel[1];
         const double m = double(qx.scale[0]) / double(qo.scale[0]);
         // multiplier for every count 1..max_count: M / count
@@ -583,12 +616,14 @@ private:
     void lower_concat(const graph::Node& n) {
         const std::int32_t out = bpu_output(n.outputs[0]);
         const QParams qo = params_of(out);
+        require_per_tensor(n, qo, "output");
         std::vector<std::int32_t> in;
         std::vector<std::int64_t> mult, shift, zps;
         const int bits = qo.bits;
         for (const auto& i : n.inputs) {
             const std::int32_t id = operand(i, bits);
             const QParams qi = params_of(id);
+            require_per_tensor(n, qi, "input '" + i + "'");
             const QuantizedMultiplier m = rescale_multiplier(qi.scale[0], qo.scale[0]);
             in.push_back(id);
             mult.push_back(m.multiplier);
@@ -605,6 +640,8 @@ private:
         const std::int32_t x = quantized(n.inputs[0]);
         const std::int32_t out = bpu_output(n.outputs[0]);
         const QParams qx = params_of(x), qo = params_of(out);
+        require_per_tensor(n, qx, "input");
+        require_per_tensor(n, qo, "output");
         float lo_f = 0.0f, hi_f = std::numeric_limits<float>::infinity();
         if (n.op_type == "Clip") {
             lo_f = -std::numeric_limits<float>::infinity();
@@ -639,12 +676,14 @@ private:
 
     void lower_reshape(const graph::Node& n) {
         const std::int32_t x = quantized(n.inputs[0]);
+        if (n.op_type != "Identity" && n.op_type != "Dropout") require_per_tensor(n, params_of(x), "input");
         const std::int32_t out = bpu_output(n.outputs[0]);
         add_node(n.name, "reshape", {x}, {out}, {});
     }
 
     void lower_transpose(const graph::Node& n) {
         const std::int32_t x = quantized(n.inputs[0]);
+        require_per_tensor(n, params_of(x), "input");
         const std::int32_t out = bpu_output(n.outputs[0]);
         std::vector<std::int64_t> perm = n.attr_ints("perm");
         if (perm.empty())
@@ -671,6 +710,8 @@ private:
         const std::int32_t x = quantized(n.inputs[0]);
         const std::int32_t out = bpu_output(n.outputs[0]);
         const QParams qx = params_of(x), qo = params_of(out);
+        require_per_tensor(n, qx, "input");
+        require_per_tensor(n, qo, "output");
         if (qx.bits == 8) {
             std::vector<float> xs;
             for (int q = -128; q <= 127; ++q) xs.push_back(dequantize_value(q, qx.scale[0], qx.zero_point[0]));

@@ -124,9 +124,6 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         std::istringstream js(config::to_json(cfg).dump(2));
         for (std::string l; std::getline(js, l);) log.line("  " + l);
     }
-    BPUQ_CHECK(!cfg.per_channel, "config.unsupported",
-               "config " + cfg.source + ": calibration_parameters.per_channel: true is not supported yet: the integer "
-               "program quantizes activations per tensor (weights are always per output channel); set it to false");
     const bool skip = cfg.calibration_type == "skip";
     const bool load = cfg.calibration_type == "load";
     const bool load_qdq = load && cfg.calibration_file.empty();
@@ -354,9 +351,41 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         if (!m.unused.empty()) log.line("  QDQ tensors that run in float here: " + config::join(m.unused, ", "));
         for (const auto& n : m.notes) log.line("  " + n);
     }
+    for (const auto& kv : loaded) {  // per-channel parameters only where the program can take them
+        if (!kv.second.per_channel()) continue;
+        const calib::TensorPlan& tp = plan.tensors.at(plan.root_of(kv.first));
+        BPUQ_CHECK(tp.channel_ok && kv.second.axis == 1 &&
+                       std::all_of(kv.second.zero_point.begin(), kv.second.zero_point.end(),
+                                   [&](std::int32_t z) { return z == kv.second.zero_point[0]; }),
+                   "config.load",
+                   "config " + cfg.source + ": " + load_source + " quantizes activation '" + kv.first + "' per channel (axis " +
+                       std::to_string(kv.second.axis) + "), which the integer program cannot take here: " +
+                       (tp.channel_ok ? std::string("per-channel activations need axis 1 and one zero point for all channels")
+                                      : tp.channel_reason));
+    }
+    const bool want_channels = cfg.per_channel || search;
+    std::size_t channel_tensors = 0;
+    if (want_channels) {
+        std::map<std::string, std::size_t> why;  // reasons without node names, counted
+        for (const auto& t : plan.calibrated) {
+            const calib::TensorPlan& tp = plan.tensors.at(t);
+            if (tp.channel_ok) ++channel_tensors;
+            std::string r;
+            for (std::size_t i = 0, quoted = 0; i < tp.channel_reason.size(); ++i) {
+                if (tp.channel_reason[i] == '\'') quoted ^= 1;
+                else if (!quoted && !(tp.channel_reason[i] == ' ' && !r.empty() && r.back() == ' ')) r += tp.channel_reason[i];
+            }
+            if (!tp.channel_ok) ++why[r];
+        }
+        const std::size_t ok = channel_tensors;
+        log.line("  per-channel activations possible for " + std::to_string(ok) + " of " + std::to_string(plan.calibrated.size()) +
+                 " tensors (the others stay per tensor; docs/CONVERT.md)");
+        for (const auto& kv : why) log.line("    " + std::to_string(kv.second) + " x " + kv.first);
+    }
     calib::QuantPlan stats_plan = plan;
     stats_plan.calibrated = to_calibrate;
     calib::CollectOptions copt;
+    copt.stats.per_channel = want_channels && !load;
     copt.threads = threads;
     copt.progress = [&](std::size_t d, std::size_t n) { log.progress("  collecting statistics", d, n); };
     const calib::CalibrationStats stats =
@@ -366,6 +395,7 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
     calib::CalibChoice choice;
     choice.asymmetric = cfg.optimization.asymmetric;
     choice.percentile = cfg.max_percentile;
+    choice.per_channel = cfg.per_channel;
     const std::size_t eval_n = opt.eval_samples ? std::min(opt.eval_samples, data.size()) : data.size();
     std::vector<std::vector<Tensor>> reference;
     auto t_ref = clock::now();
@@ -377,7 +407,8 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         t0 = clock::now();
         std::vector<calib::CalibChoice> cands;
         for (const auto& c : calib::default_search_candidates())
-            if (!c.per_channel && (!c.asymmetric || !cfg.optimization.set_all_nodes_int16)) cands.push_back(c);
+            if ((!c.asymmetric || !cfg.optimization.set_all_nodes_int16) && (!c.per_channel || channel_tensors > 0))
+                cands.push_back(c);
         log.line("  default search over " + std::to_string(cands.size()) + " candidates on " + std::to_string(eval_n) + " samples");
         const calib::SearchResult sr = calib::search_choices(optimized, plan, stats, data, reference, cands, threads,
                                                              [&](const calib::ChoiceScore& s) {
@@ -592,11 +623,14 @@ inline ConvertResult convert(const config::ConvertConfig& cfg, std::ostream& con
         if (tp != plan.tensors.end() && tp->second.quantized && acts.count(out)) {
             const QParams& q = acts.at(out);
             // the calibrated threshold: scale * qmax when symmetric, else the larger end of [min, max]
-            thr = detail::fixed(q.zero_point[0] == 0 ? q.scale[0] * float(q.qmax())
-                                                     : std::max(q.scale[0] * float(q.qmax() - q.zero_point[0]),
-                                                                q.scale[0] * float(q.zero_point[0] - q.qmin())),
+            // (per channel: the largest channel's; the zero point is shared)
+            const float s_max = *std::max_element(q.scale.begin(), q.scale.end());
+            thr = detail::fixed(q.zero_point[0] == 0 ? s_max * float(q.qmax())
+                                                     : std::max(s_max * float(q.qmax() - q.zero_point[0]),
+                                                                s_max * float(q.zero_point[0] - q.qmin())),
                                 6);
             dtype = q.bits == 16 ? "int16" : "int8";
+            if (q.per_channel()) dtype += " per-channel";
             if (tp->second.float_output && np.on_bpu && calib::dequantizes_accumulator(n.op_type)) {
                 thr = "--";
                 dtype = "int32->float";

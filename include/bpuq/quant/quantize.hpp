@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "../core/fixed_point.hpp"
 #include "../core/qparams.hpp"
@@ -160,6 +161,37 @@ inline Tensor requantize_tensor(const Tensor& in, const QParams& from, const QPa
         if (from.bits == 8) run(in.data<std::int8_t>());
         else run(in.data<std::int16_t>());
     });
+    return out;
+}
+
+/// w * f or w / f (`divide`), f broadcast to w's shape (each dimension of f is w's or 1): the
+/// per-input-channel scales folded into (or out of) the weights of a node whose input is
+/// quantized per channel (calib/weights.hpp), computed in double and rounded once to float.
+inline Tensor apply_fold(const Tensor& w, const Tensor& f, bool divide) {
+    BPUQ_CHECK(w.dtype() == DType::float32 && f.dtype() == DType::float32 && f.rank() == w.rank(), "quant.fold",
+               "fold factors " + shape_to_string(f.shape()) + " do not broadcast to weights " + shape_to_string(w.shape()));
+    std::vector<std::int64_t> fstride(w.rank(), 0);
+    std::int64_t st = 1;
+    for (std::size_t d = w.rank(); d-- > 0;) {
+        BPUQ_CHECK(f.dim(d) == w.dim(d) || f.dim(d) == 1, "quant.fold",
+                   "fold factors " + shape_to_string(f.shape()) + " do not broadcast to weights " + shape_to_string(w.shape()));
+        fstride[d] = f.dim(d) == 1 ? 0 : st;
+        st *= f.dim(d);
+    }
+    Tensor out(DType::float32, w.shape());
+    std::vector<std::int64_t> idx(w.rank(), 0);
+    const float* src = w.data<float>();
+    const float* fv = f.data<float>();
+    float* dst = out.data<float>();
+    for (std::int64_t i = 0; i < w.numel(); ++i) {
+        std::int64_t fi = 0;
+        for (std::size_t d = 0; d < w.rank(); ++d) fi += idx[d] * fstride[d];
+        dst[i] = divide ? static_cast<float>(double(src[i]) / double(fv[fi])) : static_cast<float>(double(src[i]) * double(fv[fi]));
+        for (std::size_t d = w.rank(); d-- > 0;) {
+            if (++idx[d] < w.dim(d)) break;
+            idx[d] = 0;
+        }
+    }
     return out;
 }
 

@@ -5,7 +5,9 @@
 // Attribute `enabled` = 0 makes it an identity: the debug tool switches nodes off that way.
 // Kind "bias" (bias correction) has two inputs, the float model's bias and the corrected one, and
 // no quantization parameters: enabled it yields the corrected bias, disabled the original — so
-// switching a node's Calibration nodes off gives back the float model exactly.
+// switching a node's Calibration nodes off gives back the float model exactly. Kind "weight" may
+// have a second input, fold factors broadcast to the weights (the scales of a per-channel input,
+// calib/weights.hpp): then it quantizes W * F and yields dequantize(...) / F.
 #pragma once
 
 #include <string>
@@ -13,6 +15,7 @@
 
 #include "../../core/qparams.hpp"
 #include "../../kernels/simd/quantize.hpp"
+#include "../../quant/quantize.hpp"
 #include "common.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -67,9 +70,12 @@ inline void run_calibration(const Node& n, const std::vector<const Tensor*>& in,
     }
     const QParams p = calibration_qparams(n);
     const bool even = n.attr_string("rounding", "half_away_from_zero") == "half_to_even";
-    const Tensor q = even ? simd::quantize_tensor<simd::default_arch, RoundHalfToEven>(x, p)
-                          : simd::quantize_tensor<simd::default_arch, RoundHalfAwayFromZero>(x, p);
-    out[0] = simd::dequantize_tensor(q, p);
+    const Tensor* fold = in.size() > 1 ? in[1] : nullptr;
+    if (fold) check_float(n, *fold, "fold factors");
+    const Tensor xf = fold ? apply_fold(x, *fold, false) : x;
+    const Tensor q = even ? simd::quantize_tensor<simd::default_arch, RoundHalfToEven>(xf, p)
+                          : simd::quantize_tensor<simd::default_arch, RoundHalfAwayFromZero>(xf, p);
+    out[0] = fold ? apply_fold(simd::dequantize_tensor(q, p), *fold, true) : simd::dequantize_tensor(q, p);
 }
 
 }  // namespace ops
