@@ -122,9 +122,6 @@ TEST_CASE("bad input fails with an error naming the problem") {
     auto cfg = make_config(model, t.dir / "out", (t.dir / "missing").string(), "rgb");
     CHECK_THROWS_WITH_AS(flow::convert(cfg, console, {1, 0}), doctest::Contains("is not a folder"), bpuq::Error);
     cfg = make_config(model, t.dir / "out", bpuq_test::write_reference_samples("resnet8_fp32", t.dir / "cal"), "rgb");
-    cfg.per_channel = true;
-    CHECK_THROWS_WITH_AS(flow::convert(cfg, console, {1, 0}), doctest::Contains("per_channel: true is not supported yet"), bpuq::Error);
-    cfg.per_channel = false;
     cfg.inputs[0].name = "nope";
     CHECK_THROWS_WITH_AS(flow::convert(cfg, console, {1, 0}), doctest::Contains("the model has no input 'nope'"), bpuq::Error);
     cfg = make_config(model, t.dir / "out", (t.dir / "cal").string(), "rgb");
@@ -204,6 +201,80 @@ TEST_CASE("load from a run's calibration JSON reproduces that run's program bit 
     CHECK_THROWS_WITH_AS(flow::convert(second, console, {1, 4}), doctest::Contains("has no QuantizeLinear/DequantizeLinear"),
                          bpuq::Error);
     for (const auto& e : fs::recursive_directory_iterator(t.dir)) CHECK(e.path().extension() != ".tmp");
+}
+
+TEST_CASE("per_channel: true quantizes the activations the program can take per channel, and a load reproduces it") {
+    if (!have("cifar10/models/resnet8_fp32.onnx")) return;
+    Temp t("per_channel");
+    const std::string model = bpuq_test::data_dir() + "/cifar10/models/resnet8_fp32.onnx";
+    const std::string cal = bpuq_test::write_reference_samples("resnet8_fp32", t.dir / "cal");
+    auto cfg = make_config(model, t.dir / "a", cal, "rgb");
+    cfg.calibration_type = "max";
+    cfg.per_channel = true;
+    cfg.optimization.asymmetric = true;
+    std::ostringstream console;
+    const auto a = flow::convert(cfg, console, {2, 4});
+    const std::string log = read_text(a.artifacts.at("log"));
+    CHECK(log.find("Perchannel quantization is enabled.") != std::string::npos);
+    CHECK(log.find("per-channel activations possible for ") != std::string::npos);
+    CHECK(log.find("int8 per-channel") != std::string::npos);  // node table
+    // per-channel tensors share one zero point; the others stay per tensor
+    const nlohmann::json cal_json = nlohmann::json::parse(read_text(a.artifacts.at("calibration_parameters")));
+    std::size_t per_channel = 0, per_tensor = 0;
+    for (const auto& kv : cal_json["activations"].items()) {
+        const auto& e = kv.value();
+        if (e["axis"].get<int>() < 0) {
+            ++per_tensor;
+            continue;
+        }
+        ++per_channel;
+        CHECK(e["axis"].get<int>() == 1);
+        for (const auto& z : e["zero_points"]) CHECK(z == e["zero_points"][0]);
+    }
+    MESSAGE("ResNet-8: " << per_channel << " per-channel and " << per_tensor << " per-tensor activations");
+    CHECK(per_channel >= 3);
+    CHECK(per_tensor >= 3);
+    // the calibrated model folds them into the weights' Calibration nodes; the QDQ model divides them out
+    const graph::Graph calibrated = onnx_io::load_model(a.artifacts.at("calibrated_model"));
+    std::size_t folded = 0;
+    for (const auto& n : calibrated.nodes) folded += n.op_type == "Calibration" && n.attr_string("kind", "") == "weight" && n.inputs.size() == 2;
+    CHECK(folded >= 3);
+    const graph::Graph qdq = onnx_io::load_model(a.artifacts.at("quantized_model"));
+    std::size_t divs = 0, per_axis_q = 0;
+    for (const auto& n : qdq.nodes) {
+        divs += n.op_type == "Div";
+        per_axis_q += n.op_type == "QuantizeLinear" && n.attr_int("axis", -1) == 1 && qdq.initializer(n.inputs[1])->numel() > 1;
+    }
+    CHECK(divs == folded);
+    CHECK(per_axis_q == per_channel);
+    const nlohmann::json rep = nlohmann::json::parse(read_text(a.artifacts.at("report")));
+    CHECK(rep["outputs"][0]["cosine_similarity"].get<double>() > 0.995);
+
+    // a load of the run's file reproduces the program bit for bit
+    auto second = make_config(model, t.dir / "b", cal, "rgb");
+    second.calibration_type = "load";
+    second.calibration_file = a.artifacts.at("calibration_parameters");
+    const auto b = flow::convert(second, console, {1, 4});
+    CHECK(program_bytes_without_metadata(a.artifacts.at("integer_program")) ==
+          program_bytes_without_metadata(b.artifacts.at("integer_program")));
+
+    // per-channel parameters on a tensor an Add reads are refused, naming the file, tensor and reason
+    nlohmann::json bad = cal_json;
+    std::string victim;
+    for (const auto& n : onnx_io::load_model(a.artifacts.at("optimized_float_model")).nodes)
+        if (n.op_type == "Add" && victim.empty() && bad["activations"].contains(n.outputs[0])) victim = n.outputs[0];
+    REQUIRE_MESSAGE(!victim.empty(), "no per-tensor Add output in the calibration file");
+    auto& e = bad["activations"][victim];
+    e["axis"] = 1;
+    e["scales"] = std::vector<float>(16, e["scales"][0].get<float>());
+    e["zero_points"] = std::vector<int>(16, e["zero_points"][0].get<int>());
+    const std::string bad_path = (t.dir / "bad_calibration.json").string();
+    std::ofstream(bad_path) << bad.dump();
+    second.calibration_file = bad_path;
+    second.working_dir = (t.dir / "c").string();
+    CHECK_THROWS_WITH_AS(flow::convert(second, console, {1, 4}),
+                         doctest::Contains((bad_path + ": tensor '" + victim + "' has per-channel parameters").c_str()), bpuq::Error);
+    for (const auto& x : fs::recursive_directory_iterator(t.dir)) CHECK(x.path().extension() != ".tmp");
 }
 
 TEST_CASE("load from a QDQ model: ResNet-8 int8 (TFLite) — the program computes what the QDQ model computes") {

@@ -3,6 +3,8 @@
 // read back by calibration_type: load so that a later run reproduces that quantization exactly.
 #pragma once
 
+#include <algorithm>
+
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -172,10 +174,16 @@ inline std::map<std::string, QParams> activations_from_file(const CalibrationFil
             calibration_file_error(f.path, "tensor '" + kv.first + "' has bits " + std::to_string(kv.second.bits) +
                                                " but this run quantizes it with " + std::to_string(bits) +
                                                " bits (node_info / optimization decide bit widths); allowed: " + std::to_string(bits));
-        if (kv.second.axis >= 0)
-            calibration_file_error(f.path, "tensor '" + kv.first + "' has per-channel parameters (axis " +
-                                               std::to_string(kv.second.axis) +
-                                               "); the integer program quantizes activations per tensor (axis -1)");
+        if (kv.second.axis >= 0) {  // per-channel activations: axis 1, one zero point, where the plan allows them
+            const TensorPlan& tp = plan.tensors.at(root);
+            const bool shared_zp = std::all_of(kv.second.zero_point.begin(), kv.second.zero_point.end(),
+                                               [&](std::int32_t z) { return z == kv.second.zero_point[0]; });
+            if (kv.second.axis != 1 || !shared_zp || !tp.channel_ok)
+                calibration_file_error(f.path, "tensor '" + kv.first + "' has per-channel parameters (axis " +
+                                                   std::to_string(kv.second.axis) + "), which the integer program takes only on axis 1, "
+                                                   "with one zero point, for tensors whose producer and consumers allow them" +
+                                                   (tp.channel_ok ? std::string() : " (here: " + tp.channel_reason + ")"));
+        }
     }
     std::vector<std::string> missing;
     for (const auto& t : plan.calibrated) {

@@ -127,7 +127,8 @@ inline QdqParameters strip_qdq(graph::Graph& g, const std::string& path) {
         const QParams p = detail::qdq_node_params(g, qn, path, zq ? zq->dtype() : DType::uint8);
         if (p.axis >= 0)
             fail(qn.describe() + " quantizes activation '" + qn.inputs[0] + "' per channel (axis " + std::to_string(p.axis) +
-                 "); the integer program quantizes activations per tensor");
+                 "); loading a QDQ model takes per-tensor activations only (per-channel activations come from calibration "
+                 "with per_channel: true, docs/ARITHMETIC.md)");
         const std::string xf = qn.inputs[0], xq = qn.outputs[0];
         if (g.is_graph_output(xq)) fail(qn.describe() + ": its integer output '" + xq + "' is a graph output; bpuq needs float outputs");
         std::vector<std::size_t> dqs;

@@ -319,12 +319,20 @@ inline OptimizeResult optimize(const nlohmann::json& base, const std::string& so
 
     // ---- 2. options: asymmetric, bias_correction (kept when they help) ----
     if (!done()) {
-        log << "step 2: asymmetric, bias_correction\n";
-        for (const std::string item : {"asymmetric", "bias_correction"}) {
+        log << "step 2: asymmetric, per_channel, bias_correction\n";
+        for (const std::string item : {"asymmetric", "per_channel", "bias_correction"}) {
             if (done()) break;
             nlohmann::json j = best().config;
-            const bool on = !detail::has_optimization_item(j, item);
-            detail::set_optimization_item(j, item, on);
+            nlohmann::json& cp = j["calibration_parameters"];
+            bool on = false;
+            if (item == "per_channel") {  // a calibration_parameters key; the default search tries it itself
+                if (cp.value("calibration_type", "default") == "default") continue;
+                on = !cp.value("per_channel", false);
+                cp["per_channel"] = on;
+            } else {
+                on = !detail::has_optimization_item(j, item);
+                detail::set_optimization_item(j, item, on);
+            }
             consider(detail::make_trial("options", std::string(on ? "add " : "remove ") + item, j));
         }
     }
