@@ -184,7 +184,7 @@ void BM_onednn_conv_i8(benchmark::State& state, ConvShape shape, int threads) {
 }
 #endif
 
-/// Pooling, eltwise and LUT: the SIMD kernel (simd = true) or the scalar reference, on MobileNet-
+/// Pooling, eltwise, LUT and bilinear resize: the SIMD kernel (simd = true) or the scalar reference, on MobileNet-
 /// like sizes; the SIMD output is checked against the reference first.
 void BM_small_op(benchmark::State& state, int which, bool simd) {
     const auto x = activations<std::int8_t>(56 * 56 * 64, 7), y = activations<std::int8_t>(56 * 56 * 64, 8);
@@ -199,13 +199,18 @@ void BM_small_op(benchmark::State& state, int which, bool simd) {
     const EltwiseParams add = EltwiseParams::make(EltwiseOp::add, 0.02f, -3, 0.03f, 5, 0.04f, 1, -128, 127);
     const auto lut = LutInt8<std::int8_t>::build([](float v) { return std::tanh(v); }, 0.03f, -3, 1.0f / 128, 0, -128, 127);
     const std::int64_t n = std::int64_t(x.size());
+    const ResizeAxis up(28, 56, ResizeCoordinates::half_pixel);  // 2x bilinear upsampling of 28x28x64
     auto run = [&](bool use_simd, std::int8_t* o) {
         switch (which) {
             case 0: use_simd ? simd::max_pool2d(g, x.data(), o) : reference::max_pool2d(g, x.data(), o); break;
             case 1: use_simd ? simd::avg_pool2d(g, x.data(), false, avg, o) : reference::avg_pool2d(g, x.data(), false, avg, o); break;
             case 2: use_simd ? simd::global_avg_pool(x.data(), 1, 56, 56, 64, gap, o) : reference::global_avg_pool(x.data(), 1, 56, 56, 64, gap, o); break;
             case 3: use_simd ? simd::eltwise(x.data(), y.data(), n, n, add, o) : reference::eltwise(x.data(), y.data(), n, n, add, o); break;
-            default: use_simd ? simd::apply_lut(x.data(), n, lut, o) : reference::apply_lut(x.data(), n, lut, o); break;
+            case 4: use_simd ? simd::apply_lut(x.data(), n, lut, o) : reference::apply_lut(x.data(), n, lut, o); break;
+            default:
+                use_simd ? simd::resize_bilinear(x.data(), 1, 28, 28, 64, -3, up, up, o)
+                         : reference::resize_bilinear(x.data(), 1, 28, 28, 64, -3, up, up, o);
+                break;
         }
     };
     run(true, out.data());
@@ -222,8 +227,9 @@ void BM_small_op(benchmark::State& state, int which, bool simd) {
 }
 
 void register_all() {
-    const char* small_ops[] = {"maxpool3x3s2_56x56x64", "avgpool3x3s2_56x56x64", "globalavg_56x56x64", "add_200704", "lut_200704"};
-    for (int i = 0; i < 5; ++i)
+    const char* small_ops[] = {"maxpool3x3s2_56x56x64", "avgpool3x3s2_56x56x64", "globalavg_56x56x64", "add_200704", "lut_200704",
+                               "resize_bilinear_28x28x64_to_56x56"};
+    for (int i = 0; i < 6; ++i)
         for (bool simd : {false, true})
             benchmark::RegisterBenchmark((std::string(simd ? "BM_simd_" : "BM_ref_") + small_ops[i]).c_str(), BM_small_op, i, simd)
                 ->Unit(benchmark::kMicrosecond);

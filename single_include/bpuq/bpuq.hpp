@@ -674,6 +674,44 @@ inline QParams qparams_from_ranges(const std::vector<float>& rmin, const std::ve
     return p;
 }
 
+/// Per-channel activation parameters along `axis` whose channels share one zero point: the zero
+/// point of the union range [min rmin, max rmax], and per channel the smallest scale whose grid
+/// covers that channel's range around it. The integer kernels take one input zero point (padding
+/// holds it), so per-channel activations differ only in their scales (DECISIONS.md #44). A channel
+/// that never left zero takes the union's scale: any scale represents it, and the union's keeps a
+/// fused clip's integer bound the same in every channel.
+inline QParams qparams_from_ranges_shared_zero_point(const std::vector<float>& rmin, const std::vector<float>& rmax, int axis,
+                                                     int bits = 8, bool symmetric = true) {
+    BPUQ_CHECK(rmin.size() == rmax.size() && !rmin.empty(), "qparams.channels",
+               "per-channel ranges need the same non-zero number of minima and maxima (got " +
+                   std::to_string(rmin.size()) + " and " + std::to_string(rmax.size()) + ")");
+    BPUQ_CHECK(axis >= 0, "qparams.axis", "per-channel parameters need an axis >= 0");
+    float lo = 0.0f, hi = 0.0f;
+    for (std::size_t c = 0; c < rmin.size(); ++c) {
+        detail::check_range(rmin[c], rmax[c], "quantization range");
+        lo = std::min(lo, rmin[c]);
+        hi = std::max(hi, rmax[c]);
+    }
+    const QParams whole = qparams_from_range(lo, hi, bits, symmetric);
+    QParams p = whole;
+    p.axis = axis;
+    p.scale.assign(rmin.size(), whole.scale[0]);
+    p.zero_point.assign(rmin.size(), whole.zero_point[0]);
+    const std::int32_t z = whole.zero_point[0], qmin = whole.qmin(), qmax = whole.qmax();
+    for (std::size_t c = 0; c < rmin.size(); ++c) {
+        const float cl = std::min(rmin[c], 0.0f), ch = std::max(rmax[c], 0.0f);
+        float s = 0.0f;
+        if (symmetric) {
+            s = std::max(-cl, ch) / static_cast<float>(qmax);
+        } else {
+            if (qmax > z) s = std::max(s, ch / static_cast<float>(qmax - z));
+            if (z > qmin) s = std::max(s, -cl / static_cast<float>(z - qmin));
+        }
+        if (s >= FLT_MIN && std::isfinite(s)) p.scale[c] = s;
+    }
+    return p;
+}
+
 BPUQ_NAMESPACE_END
 // ---- bpuq/core/quant_spec.hpp -----------------------------------------------
 // QuantSpec<Bits, Symmetry, Granularity, Rounding>: the compile-time description of a quantizer.
@@ -1053,6 +1091,7 @@ BPUQ_NAMESPACE_END
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 // ---- bpuq/quant/rounding.hpp ------------------------------------------------
 // Float -> integer rounding under a compile-time policy, independent of the FPU rounding mode.
@@ -1238,6 +1277,37 @@ inline Tensor requantize_tensor(const Tensor& in, const QParams& from, const QPa
         if (from.bits == 8) run(in.data<std::int8_t>());
         else run(in.data<std::int16_t>());
     });
+    return out;
+}
+
+/// w * f or w / f (`divide`), f broadcast to w's shape (each dimension of f is w's or 1): the
+/// per-input-channel scales folded into (or out of) the weights of a node whose input is
+/// quantized per channel (calib/weights.hpp), computed in double and rounded once to float.
+inline Tensor apply_fold(const Tensor& w, const Tensor& f, bool divide) {
+    BPUQ_CHECK(w.dtype() == DType::float32 && f.dtype() == DType::float32 && f.rank() == w.rank(), "quant.fold",
+               "fold factors " + shape_to_string(f.shape()) + " do not broadcast to weights " + shape_to_string(w.shape()));
+    std::vector<std::int64_t> fstride(w.rank(), 0);
+    std::int64_t st = 1;
+    for (std::size_t d = w.rank(); d-- > 0;) {
+        BPUQ_CHECK(f.dim(d) == w.dim(d) || f.dim(d) == 1, "quant.fold",
+                   "fold factors " + shape_to_string(f.shape()) + " do not broadcast to weights " + shape_to_string(w.shape()));
+        fstride[d] = f.dim(d) == 1 ? 0 : st;
+        st *= f.dim(d);
+    }
+    Tensor out(DType::float32, w.shape());
+    std::vector<std::int64_t> idx(w.rank(), 0);
+    const float* src = w.data<float>();
+    const float* fv = f.data<float>();
+    float* dst = out.data<float>();
+    for (std::int64_t i = 0; i < w.numel(); ++i) {
+        std::int64_t fi = 0;
+        for (std::size_t d = 0; d < w.rank(); ++d) fi += idx[d] * fstride[d];
+        dst[i] = divide ? static_cast<float>(double(src[i]) / double(fv[fi])) : static_cast<float>(double(src[i]) * double(fv[fi]));
+        for (std::size_t d = w.rank(); d-- > 0;) {
+            if (++idx[d] < w.dim(d)) break;
+            idx[d] = 0;
+        }
+    }
     return out;
 }
 

@@ -158,3 +158,67 @@ TEST_CASE("MobileNet V1/V2 and SqueezeNet lower and run") {
     check_model("imagenet/models/mobilenet_v1_0.25_128_fp32.onnx", "mobilenet_v1_0.25_128_fp32",
                 {CalibMethod::max, 0.99995, false, false}, 0.99, 0.9);
 }
+
+// The ONNX backend tests of Resize / Upsample with real expected outputs: every node in the
+// integer form runs on the BPU path (quantize -> resize -> dequantize) and lands within the
+// steps the arithmetic implies of ONNX's float result; SIMD and reference programs agree.
+TEST_CASE("integer Resize on the ONNX conformance resize tests") {
+    const std::string root = bpuq_test::data_dir() + "/onnx_node_tests";
+    if (!fs::exists(root)) {
+        MESSAGE("skipped: " << root << " missing (set BPUQ_DATA_DIR)");
+        return;
+    }
+    std::vector<std::string> dirs;
+    for (const auto& e : fs::directory_iterator(root)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("test_resize_", 0) == 0 || name.rfind("test_upsample_", 0) == 0) dirs.push_back(name);
+    }
+    std::sort(dirs.begin(), dirs.end());
+    int integer = 0, cpu = 0;
+    for (const auto& name : dirs) {
+        CAPTURE(name);
+        graph::Graph g = onnx_io::load_model(root + "/" + name + "/model.onnx");
+        const Tensor x = onnx_io::read_tensor_proto_file(root + "/" + name + "/test_data_set_0/input_0.pb");
+        const Tensor want = onnx_io::read_tensor_proto_file(root + "/" + name + "/test_data_set_0/output_0.pb");
+        // the backend tests feed scales / sizes / roi as inputs; a deployed model has them as constants
+        for (std::size_t i = 1; i < g.inputs.size(); ++i)
+            g.initializers[g.inputs[i]] = onnx_io::read_tensor_proto_file(root + "/" + name + "/test_data_set_0/input_" +
+                                                                          std::to_string(i) + ".pb");
+        g.inputs.resize(1);
+        graph::optimize(g);
+        const calib::QuantPlan plan = calib::make_quant_plan(g, config::ConvertConfig{});
+        const graph::Node& node = g.nodes.back();
+        if (!plan.nodes.at(node.name).on_bpu) {
+            ++cpu;
+            CHECK(plan.nodes.at(node.name).reason.find("no integer kernel for this") != std::string::npos);
+            continue;
+        }
+        ++integer;
+        float lo = 0.0f, hi = 0.0f;
+        for (std::int64_t i = 0; i < x.numel(); ++i) {
+            lo = std::min(lo, x.data<float>()[i]);
+            hi = std::max(hi, x.data<float>()[i]);
+        }
+        std::map<std::string, QParams> acts;
+        for (const auto& t : plan.calibrated) acts[t] = qparams_from_range(lo, hi, 8, false);
+        const QParams q = acts.at(g.inputs[0]);
+        const emul::Program prog = emul::lower_to_program(g, plan, acts, {});
+        bool has_resize = false;
+        for (const auto& n : prog.nodes) has_resize = has_resize || n.op == "resize";
+        REQUIRE(has_resize);
+        emul::ProgramExecutor simd(prog, {1, true}), ref(prog, {1, false});
+        const Tensor got = simd.run({x})[0], got_ref = ref.run({x})[0];
+        REQUIRE(got.shape() == want.shape());
+        const bool nearest = node.attr_string("mode", "nearest") == "nearest";
+        double worst = 0.0;
+        for (std::int64_t i = 0; i < got.numel(); ++i) {
+            REQUIRE(got.data<float>()[i] == got_ref.data<float>()[i]);
+            worst = std::max(worst, std::fabs(double(got.data<float>()[i]) - want.data<float>()[i]) / q.scale[0]);
+        }
+        // nearest: the input's rounding only; bilinear: input rounding, output rounding and the
+        // 11-bit weights (2 * 2^-12 of at most 255 steps)
+        CHECK(worst <= (nearest ? 0.5 : 1.0 + 2.0 * 255.0 / 4096.0) + 1e-3);
+    }
+    MESSAGE(integer << " resize tests in integers, " << cpu << " on the CPU (cubic, crop, antialias, ...)");
+    CHECK(integer >= 15);
+}

@@ -174,3 +174,37 @@ TEST_CASE_TEMPLATE("simd int8 LUT equals the reference table lookup", Arch, BPUQ
         REQUIRE(want16 == got16);
     }
 }
+
+namespace {
+
+template <class Arch, class Round, class T>
+void check_resize(int reps) {
+    const ResizeCoordinates modes[] = {ResizeCoordinates::half_pixel, ResizeCoordinates::asymmetric,
+                                       ResizeCoordinates::align_corners, ResizeCoordinates::pytorch_half_pixel};
+    for (int rep = 0; rep < reps; ++rep) {
+        const int batch = pick(1, 2), h = pick(1, 7), w = pick(1, 7), c = pick(1, 70);
+        // 2x upsampling (half-step weights: exact ties), odd factors and downsampling
+        const int oh = rep % 3 == 0 ? 2 * h : pick(1, 15), ow = rep % 3 == 0 ? 2 * w : pick(1, 15);
+        const ResizeCoordinates mode = modes[rep % 4];
+        const ResizeAxis ys(h, oh, mode), xs(w, ow, mode);
+        const auto x = values<T>(static_cast<std::size_t>(batch) * h * w * c, rep % 5);
+        const std::int32_t zp = sizeof(T) == 1 ? pick(-128, 127) : (rep % 2 ? 0 : pick(-32768, 32767));
+        std::vector<T> want(static_cast<std::size_t>(batch) * oh * ow * c), got(want.size());
+        reference::resize_bilinear<Round>(x.data(), batch, h, w, c, zp, ys, xs, want.data());
+        simd::resize_bilinear<Arch, Round>(x.data(), batch, h, w, c, zp, ys, xs, got.data());
+        REQUIRE(want == got);
+        reference::resize_nearest(x.data(), batch, h, w, c, ys, xs, want.data());
+        simd::resize_nearest<Arch>(x.data(), batch, h, w, c, ys, xs, got.data());
+        REQUIRE(want == got);
+    }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("simd bilinear / nearest resize equals the reference (ties, extremes, int16 range, every coordinate mode)", Arch,
+                   BPUQ_POOL_ARCHS) {
+    check_resize<Arch, RoundHalfAwayFromZero, std::int8_t>(150);
+    check_resize<Arch, RoundHalfToEven, std::int8_t>(150);
+    check_resize<Arch, RoundHalfAwayFromZero, std::int16_t>(100);
+    check_resize<Arch, RoundHalfToEven, std::int16_t>(100);
+}

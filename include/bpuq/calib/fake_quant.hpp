@@ -133,11 +133,14 @@ inline graph::Graph make_calibrated_graph(const graph::Graph& g, const QuantPlan
         }
         std::vector<graph::Node> after;
         for (auto& o : n.outputs) {
-            if (!calibrated.count(o) || graph_inputs.count(o)) continue;
-            const TensorPlan& tp = plan.tensors.at(o);
+            const auto tpi = plan.tensors.find(o);
+            const bool regrid = bpu && tpi != plan.tensors.end() && tpi->second.regrid;
+            if ((!calibrated.count(o) && !regrid) || graph_inputs.count(o)) continue;
+            const TensorPlan& tp = tpi->second;
             if (tp.float_output && bpu && dequantizes_accumulator(n.op_type)) continue;  // int32 -> float, exact
             const std::string raw = o + "_float";
-            after.push_back(make_calibration_node(o + "_calibration", raw, o, activations.at(o), "activation", method, rounding));
+            after.push_back(make_calibration_node(o + "_calibration", raw, o, activations.at(plan.root_of(o)), "activation",
+                                                  method, rounding));
             o = raw;
         }
         out.nodes.push_back(std::move(n));

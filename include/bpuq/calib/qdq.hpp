@@ -227,11 +227,13 @@ inline graph::Graph make_qdq_graph(const graph::Graph& g, const QuantPlan& plan,
         }
         std::vector<graph::Node> after;
         for (auto& o : n.outputs) {
-            if (!calibrated.count(o) || graph_inputs.count(o)) continue;
-            const TensorPlan& tp = plan.tensors.at(o);
+            const auto tpi = plan.tensors.find(o);
+            const bool regrid = bpu && tpi != plan.tensors.end() && tpi->second.regrid;  // bilinear Resize
+            if ((!calibrated.count(o) && !regrid) || graph_inputs.count(o)) continue;
+            const TensorPlan& tp = tpi->second;
             if (tp.float_output && bpu && dequantizes_accumulator(n.op_type)) continue;
             const std::string raw = o + "_float";
-            qdq_pair(raw, o, acts.at(o), after);
+            qdq_pair(raw, o, acts.at(plan.root_of(o)), after);
             o = raw;
         }
         out.nodes.push_back(std::move(n));

@@ -28,6 +28,9 @@ struct TensorPlan {
     bool quantized = false;  ///< an activation seen by at least one BPU node
     int bits = 8;
     std::string alias_of;    ///< passthrough output: uses this tensor's parameters ("" = own)
+    /// An alias whose producer interpolates (bilinear Resize): same parameters, but its values are
+    /// rounded onto that grid, so the calibrated and QDQ models quantize it as well.
+    bool regrid = false;
     bool model_output = false;
     bool float_output = false;  ///< a model output that stays float (the producer dequantizes)
     /// Parameters fixed by convention instead of calibration: image inputs (0..255 pixels) are
@@ -192,12 +195,19 @@ inline QuantPlan make_quant_plan(const graph::Graph& g, const config::ConvertCon
                                 (info != cfg.node_info.end() && info->second.on == "CPU");
         const bool forced_bpu = std::count(cfg.run_on_bpu.begin(), cfg.run_on_bpu.end(), n.name) ||
                                 (info != cfg.node_info.end() && info->second.on == "BPU");
+        // an op with integer kernels whose attributes or shapes fall outside them runs on the CPU
+        std::string refusal;
+        if (n.op_type == "Resize" || n.op_type == "Upsample") {
+            refusal = resize_integer_refusal(g, n);
+            if (!refusal.empty()) np.role = QuantRole::cpu_only;
+        }
         if (np.role == QuantRole::cpu_only) {
+            const std::string why = refusal.empty() ? "no integer kernel for " + n.op_type
+                                                    : "no integer kernel for this " + n.op_type + ": " + refusal;
             BPUQ_CHECK(!forced_bpu, "config.node",
-                       "config " + cfg.source + ": node '" + n.name + "' (" + n.op_type +
-                           ") cannot run on the BPU: bpuq has no integer kernel for " + n.op_type);
+                       "config " + cfg.source + ": node '" + n.name + "' (" + n.op_type + ") cannot run on the BPU: " + why);
             np.on_bpu = false;
-            np.reason = "no integer kernel for " + n.op_type;
+            np.reason = why;
         } else if (forced_cpu) {
             np.on_bpu = false;
             np.reason = "run_on_cpu / node_info ON: CPU";
@@ -226,7 +236,10 @@ inline QuantPlan make_quant_plan(const graph::Graph& g, const config::ConvertCon
         const NodePlan& np = plan.nodes[n.name];
         if (!np.on_bpu || np.role != QuantRole::passthrough || n.inputs.empty()) continue;
         for (const auto& o : n.outputs)
-            if (plan.is_quantized(o) && plan.is_quantized(n.inputs[0])) plan.tensors[o].alias_of = n.inputs[0];
+            if (plan.is_quantized(o) && plan.is_quantized(n.inputs[0])) {
+                plan.tensors[o].alias_of = n.inputs[0];
+                plan.tensors[o].regrid = passthrough_interpolates(n);
+            }
     }
     // model outputs: float by default (the producer dequantizes), int8/int16 when asked
     for (const auto& o : g.outputs) {

@@ -80,9 +80,15 @@ public:
             const std::string kind = n.attr_string("kind", "activation");
             BPUQ_CHECK(kind == "activation" || kind == "weight" || kind == "bias", "debug.model",
                        n.describe() + " has kind '" + kind + "' (activation, weight or bias)");
-            const std::size_t inputs = kind == "bias" ? 2 : 1;
-            BPUQ_CHECK(n.inputs.size() == inputs && n.outputs.size() == 1, "debug.model",
-                       n.describe() + " must have " + std::to_string(inputs) + " input(s) and one output");
+            // a bias takes its weight's scale as a 2nd input; a weight may take the fold factors of
+            // a per-channel input (DECISIONS.md #44)
+            const bool inputs_ok = kind == "bias"     ? n.inputs.size() == 2
+                                   : kind == "weight" ? (n.inputs.size() == 1 || n.inputs.size() == 2)
+                                                      : n.inputs.size() == 1;
+            BPUQ_CHECK(inputs_ok && n.outputs.size() == 1, "debug.model",
+                       n.describe() + " must have " +
+                           (kind == "bias" ? "2 inputs" : kind == "weight" ? "1 or 2 inputs (weight, fold factors)" : "1 input") +
+                           " and one output");
             CalibrationNode c;
             c.step = i;
             c.name = n.name;

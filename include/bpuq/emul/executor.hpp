@@ -4,6 +4,7 @@
 // inside the emulator; the program's semantics (and its inputs/outputs) are NCHW.
 #pragma once
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "../kernels/simd/conv2d.hpp"
 #include "../kernels/simd/pooling.hpp"
 #include "../kernels/simd/quantize.hpp"
+#include "../kernels/simd/resize.hpp"
 #include "program.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -64,6 +66,17 @@ inline std::int64_t attr_i(const ProgramNode& n, const char* key) {
     BPUQ_CHECK(a.kind == AttrValue::Kind::ints && a.ints.size() == 1, "emul.attribute",
                "program node '" + n.name + "' attribute '" + key + "' must be one integer");
     return a.ints[0];
+}
+/// A string attribute that must be one of `allowed`; returns its index there.
+inline std::size_t attr_choice(const ProgramNode& n, const char* key, const std::vector<std::string>& allowed) {
+    const AttrValue& a = need_attr(n, key);
+    std::string list;
+    for (std::size_t i = 0; i < allowed.size(); ++i) {
+        if (a.kind == AttrValue::Kind::string && a.str == allowed[i]) return i;
+        list += (i ? ", " : "") + allowed[i];
+    }
+    BPUQ_THROW("emul.attribute", "program node '" + n.name + "' attribute '" + key + "' is '" + a.str + "'; allowed: " + list);
+    return allowed.size();  // not reached
 }
 inline const std::vector<std::int64_t>& attr_is(const ProgramNode& n, const char* key, std::size_t expected = 0) {
     const AttrValue& a = need_attr(n, key);
@@ -208,6 +221,7 @@ private:
         if (op == "lut8" || op == "lut16") return prepare_lut<Round>(n);
         if (op == "reshape") return prepare_reshape(n);
         if (op == "transpose") return prepare_transpose(n);
+        if (op == "resize") return prepare_resize<Round>(n);
         if (op == "float_op") return prepare_float_op(n);
         BPUQ_THROW("emul.op", "program node '" + n.name + "' has unknown op '" + op + "'");
     }
@@ -477,6 +491,48 @@ private:
                 using A = decltype(a);
                 if (opt_.use_simd) simd::max_pool2d<simd::default_arch>(g, s[std::size_t(x)].template data<A>(), out.data<A>());
                 else reference::max_pool2d(g, s[std::size_t(x)].template data<A>(), out.data<A>());
+            });
+            s[std::size_t(y)] = std::move(out);
+        };
+    }
+
+    /// Nearest / bilinear resize of H and W (NHWC storage), input and output on one grid.
+    template <class Round>
+    Step prepare_resize(const ProgramNode& n) {
+        expect_io(n, 1, 1);
+        const std::int32_t x = n.inputs[0], y = n.outputs[0];
+        expect_quantized(n, x);
+        const ProgramTensor &tx = t_(x), &ty = t_(y);
+        BPUQ_CHECK(tx.shape.size() == 4 && ty.shape.size() == 4 && tx.shape[0] == ty.shape[0] && tx.shape[1] == ty.shape[1] &&
+                       ty.shape[2] > 0 && ty.shape[3] > 0 && tx.dtype == ty.dtype && tx.quant.scales == ty.quant.scales &&
+                       tx.quant.zero_points == ty.quant.zero_points && tx.quant.zero_points.size() == 1,
+                   "emul.node",
+                   "resize '" + n.name + "' maps a 4-D per-tensor quantized tensor to the same type, batch, channels and grid");
+        const bool bilinear = detail::attr_choice(n, "mode", {"nearest", "linear"}) == 1;
+        const auto coords = static_cast<ResizeCoordinates>(
+            detail::attr_choice(n, "coordinate_transformation_mode", {"half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"}));
+        const auto nearest = static_cast<ResizeNearest>(
+            detail::attr_choice(n, "nearest_mode", {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"}));
+        const AttrValue& scales = detail::need_attr(n, "scales");
+        BPUQ_CHECK(scales.kind == AttrValue::Kind::floats && scales.floats.size() == 2 && scales.floats[0] > 0.0f &&
+                       scales.floats[1] > 0.0f && std::isfinite(scales.floats[0]) && std::isfinite(scales.floats[1]),
+                   "emul.attribute", "resize '" + n.name + "' attribute 'scales' must be two positive finite floats (H, W)");
+        const int batch = int(tx.shape[0]), c = int(tx.shape[1]), ih = int(tx.shape[2]), iw = int(tx.shape[3]);
+        auto axes = std::make_shared<std::pair<ResizeAxis, ResizeAxis>>(
+            ResizeAxis(ih, int(ty.shape[2]), coords, nearest, double(scales.floats[0])),
+            ResizeAxis(iw, int(ty.shape[3]), coords, nearest, double(scales.floats[1])));
+        const std::int32_t zp = tx.quant.zero_points[0];
+        const DType dt = tx.dtype;
+        return [this, axes, bilinear, batch, c, ih, iw, zp, x, y, dt](std::vector<Tensor>& s) {
+            Tensor out(dt, detail::nhwc_shape(t_(y).shape), Tensor::Uninitialized{});
+            dispatch_int(dt, [&](auto a) {
+                using A = decltype(a);
+                const A* in = s[std::size_t(x)].template data<A>();
+                A* o = out.data<A>();
+                if (!bilinear) simd::resize_nearest<simd::default_arch>(in, batch, ih, iw, c, axes->first, axes->second, o);
+                else if (opt_.use_simd)
+                    simd::resize_bilinear<simd::default_arch, Round>(in, batch, ih, iw, c, zp, axes->first, axes->second, o);
+                else reference::resize_bilinear<Round>(in, batch, ih, iw, c, zp, axes->first, axes->second, o);
             });
             s[std::size_t(y)] = std::move(out);
         };

@@ -27,7 +27,7 @@ namespace emul {
 inline const std::vector<std::string>& program_ops() {
     static const std::vector<std::string> ops{"quantize", "dequantize", "conv2d",   "gemm",    "eltwise",      "avgpool",
                                               "maxpool",  "requantize", "concat",   "lut8",    "lut16",        "reshape",
-                                              "transpose", "float_op"};
+                                              "transpose", "resize", "float_op"};
     return ops;
 }
 
@@ -273,6 +273,7 @@ private:
         if (op == "Reshape" || op == "Flatten" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity" || op == "Dropout")
             return lower_reshape(n);
         if (op == "Transpose") return lower_transpose(n);
+        if (op == "Resize" || op == "Upsample") return lower_resize(n);
         if (op == "Sigmoid" || op == "Tanh" || op == "HardSigmoid" || op == "HardSwish" || op == "Exp" || op == "Gelu" ||
             op == "Erf" || op == "Softplus" || op == "Sqrt" || op == "LeakyRelu")
             return lower_lut(n);
@@ -689,6 +690,25 @@ private:
         if (perm.empty())
             for (std::int64_t i = static_cast<std::int64_t>(tensor(x).shape.size()); i-- > 0;) perm.push_back(i);
         add_node(n.name, "transpose", {x}, {out}, {{"perm", ints(perm)}});
+    }
+
+    /// Nearest or bilinear resize of H and W on the input's grid (calib::resize_integer_refusal
+    /// decided that this node has that form; the output aliases the input's parameters).
+    void lower_resize(const graph::Node& n) {
+        calib::ResizeForm form;
+        const std::string refusal = calib::resize_integer_refusal(g_, n, &form);
+        BPUQ_CHECK(refusal.empty(), "lower.unsupported", n.describe() + " has no integer form: " + refusal);
+        const std::int32_t x = quantized(n.inputs[0]);
+        require_per_tensor(n, params_of(x), "input");
+        const std::int32_t out = bpu_output(n.outputs[0]);
+        const QParams qx = params_of(x), qo = params_of(out);
+        BPUQ_CHECK(qx.scale == qo.scale && qx.zero_point == qo.zero_point && tensor(x).dtype == tensor(out).dtype,
+                   "lower.resize", n.describe() + " output must share its input's type, scale and zero point");
+        add_node(n.name, "resize", {x}, {out},
+                 {{"mode", AttrValue::of_string(form.mode)},
+                  {"coordinate_transformation_mode", AttrValue::of_string(form.coordinates)},
+                  {"nearest_mode", AttrValue::of_string(form.nearest_mode)},
+                  {"scales", AttrValue::of_floats(form.scales)}});
     }
 
     /// Evaluates the node's own float implementation on sample points (the same functions the

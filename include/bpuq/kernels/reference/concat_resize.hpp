@@ -38,18 +38,25 @@ inline ConcatInput<T> make_concat_input(const T* data, std::int64_t slice, float
 /// Coordinate transformation of ONNX Resize (the source coordinate of an output index).
 enum class ResizeCoordinates { half_pixel, asymmetric, align_corners, pytorch_half_pixel };
 
+/// ONNX Resize's nearest_mode: how a fractional source coordinate picks its pixel.
+enum class ResizeNearest { round_prefer_floor, round_prefer_ceil, floor, ceil };
+
 namespace detail {
-/// Source coordinate of output index `o` (double precision; computed once per index).
-inline double resize_source(int o, int in_size, int out_size, ResizeCoordinates mode) noexcept {
-    const double scale = double(out_size) / double(in_size);
+/// Source coordinate of output index `o` for ONNX's `scale` (output/input as the model states
+/// it, e.g. a float32 value), exactly as the float executor computes it (double precision).
+inline double resize_source_coordinate(int o, int in_size, double scale, ResizeCoordinates mode) noexcept {
+    const double out_w = scale * double(in_size);
     switch (mode) {
         case ResizeCoordinates::asymmetric: return o / scale;
-        case ResizeCoordinates::align_corners:
-            return out_size == 1 ? 0.0 : o * double(in_size - 1) / double(out_size - 1);
-        case ResizeCoordinates::pytorch_half_pixel: return out_size > 1 ? (o + 0.5) / scale - 0.5 : 0.0;
+        case ResizeCoordinates::align_corners: return out_w == 1 ? 0.0 : o * double(in_size - 1) / (out_w - 1);
+        case ResizeCoordinates::pytorch_half_pixel: return out_w == 1 ? -0.5 : (o + 0.5) / scale - 0.5;
         case ResizeCoordinates::half_pixel:
         default: return (o + 0.5) / scale - 0.5;
     }
+}
+/// The same with the scale taken as out_size / in_size.
+inline double resize_source(int o, int in_size, int out_size, ResizeCoordinates mode) noexcept {
+    return resize_source_coordinate(o, in_size, double(out_size) / double(in_size), mode);
 }
 }  // namespace detail
 
@@ -62,13 +69,21 @@ struct ResizeAxis {
     std::vector<std::int32_t> w1;      // weight of i1 in [0, 2^11]; i0 gets 2^11 - w1
     std::vector<int> nearest;          // nearest-neighbour source index
 
-    ResizeAxis(int in_size, int out_size, ResizeCoordinates mode) {
+    /// `scale` is the model's output/input scale of this axis (0: out_size / in_size).
+    ResizeAxis(int in_size, int out_size, ResizeCoordinates mode, ResizeNearest nearest_mode = ResizeNearest::round_prefer_floor,
+               double scale = 0.0) {
         BPUQ_CHECK(in_size > 0 && out_size > 0, "kernels.resize",
                    "resize sizes must be positive, got " + std::to_string(in_size) + " -> " + std::to_string(out_size));
         for (int o = 0; o < out_size; ++o) {
-            const double src = detail::resize_source(o, in_size, out_size, mode);
-            // nearest: ONNX round_prefer_floor (ties go down)
-            int nn = static_cast<int>(std::ceil(src - 0.5));
+            const double src = scale > 0.0 ? detail::resize_source_coordinate(o, in_size, scale, mode)
+                                           : detail::resize_source(o, in_size, out_size, mode);
+            int nn = 0;
+            switch (nearest_mode) {
+                case ResizeNearest::round_prefer_floor: nn = static_cast<int>(std::ceil(src - 0.5)); break;  // ties down
+                case ResizeNearest::round_prefer_ceil: nn = static_cast<int>(std::floor(src + 0.5)); break;  // ties up
+                case ResizeNearest::floor: nn = static_cast<int>(std::floor(src)); break;
+                case ResizeNearest::ceil: nn = static_cast<int>(std::ceil(src)); break;
+            }
             nn = std::min(std::max(nn, 0), in_size - 1);
             nearest.push_back(nn);
             const double s = std::min(std::max(src, 0.0), double(in_size - 1));
