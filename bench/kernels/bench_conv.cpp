@@ -184,7 +184,7 @@ void BM_onednn_conv_i8(benchmark::State& state, ConvShape shape, int threads) {
 }
 #endif
 
-/// Pooling, eltwise, LUT and bilinear resize: the SIMD kernel (simd = true) or the scalar reference, on MobileNet-
+/// Pooling, eltwise, int8/int16 LUTs and bilinear resize: the SIMD kernel (simd = true) or the scalar reference, on MobileNet-
 /// like sizes; the SIMD output is checked against the reference first.
 void BM_small_op(benchmark::State& state, int which, bool simd) {
     const auto x = activations<std::int8_t>(56 * 56 * 64, 7), y = activations<std::int8_t>(56 * 56 * 64, 8);
@@ -200,7 +200,15 @@ void BM_small_op(benchmark::State& state, int which, bool simd) {
     const auto lut = LutInt8<std::int8_t>::build([](float v) { return std::tanh(v); }, 0.03f, -3, 1.0f / 128, 0, -128, 127);
     const std::int64_t n = std::int64_t(x.size());
     const ResizeAxis up(28, 56, ResizeCoordinates::half_pixel);  // 2x bilinear upsampling of 28x28x64
+    const auto x16 = activations<std::int16_t>(56 * 56 * 64, 9);
+    std::vector<std::int16_t> out16(x16.size()), want16(x16.size());
+    const auto lut16 = LutInt16<std::int16_t>::build([](float v) { return std::tanh(v); }, 1.0f / 4096, 1.0f / 32768, 0, -32768, 32767);
     auto run = [&](bool use_simd, std::int8_t* o) {
+        if (which == 6) {  // int16 -> int16 interpolated table
+            std::int16_t* o16 = o == out.data() ? out16.data() : want16.data();
+            use_simd ? simd::apply_lut(x16.data(), n, lut16, o16) : reference::apply_lut(x16.data(), n, lut16, o16);
+            return;
+        }
         switch (which) {
             case 0: use_simd ? simd::max_pool2d(g, x.data(), o) : reference::max_pool2d(g, x.data(), o); break;
             case 1: use_simd ? simd::avg_pool2d(g, x.data(), false, avg, o) : reference::avg_pool2d(g, x.data(), false, avg, o); break;
@@ -215,7 +223,7 @@ void BM_small_op(benchmark::State& state, int which, bool simd) {
     };
     run(true, out.data());
     run(false, want.data());
-    if (out != want) {
+    if (out != want || out16 != want16) {
         std::fprintf(stderr, "bench_conv: small op %d differs from the reference\n", which);
         std::abort();
     }
@@ -228,8 +236,8 @@ void BM_small_op(benchmark::State& state, int which, bool simd) {
 
 void register_all() {
     const char* small_ops[] = {"maxpool3x3s2_56x56x64", "avgpool3x3s2_56x56x64", "globalavg_56x56x64", "add_200704", "lut_200704",
-                               "resize_bilinear_28x28x64_to_56x56"};
-    for (int i = 0; i < 6; ++i)
+                               "resize_bilinear_28x28x64_to_56x56", "lut16_200704"};
+    for (int i = 0; i < 7; ++i)
         for (bool simd : {false, true})
             benchmark::RegisterBenchmark((std::string(simd ? "BM_simd_" : "BM_ref_") + small_ops[i]).c_str(), BM_small_op, i, simd)
                 ->Unit(benchmark::kMicrosecond);

@@ -10,4 +10,4 @@
 #include "kernels/simd/conv2d.hpp"
 #include "kernels/simd/quantize.hpp"
 #include "kernels/simd/pooling.hpp"
-#include "kernels/simd/resize.hpp"
+#include "kernels/simd/concat_resize.hpp"

@@ -1,9 +1,10 @@
-// SIMD pooling, eltwise and int8 LUT kernels equal the reference kernels bit for bit on randomized shapes and parameters.
+// SIMD pooling, eltwise, int8/int16 LUT, concat and resize kernels equal the reference kernels bit for bit on randomized shapes and parameters.
 #include <doctest/doctest.h>
 
 #include <bpuq/kernels.hpp>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
@@ -207,4 +208,78 @@ TEST_CASE_TEMPLATE("simd bilinear / nearest resize equals the reference (ties, e
     check_resize<Arch, RoundHalfToEven, std::int8_t>(150);
     check_resize<Arch, RoundHalfAwayFromZero, std::int16_t>(100);
     check_resize<Arch, RoundHalfToEven, std::int16_t>(100);
+}
+
+namespace {
+
+template <class Arch, class Round, class TOut>
+void check_lut16(int reps) {
+    for (int rep = 0; rep < reps; ++rep) {
+        const float s_in = 1.0f / 4096.0f * float(1 + rep % 7);
+        const std::int32_t lo = std::numeric_limits<TOut>::min(), hi = std::numeric_limits<TOut>::max();
+        const float s_out = sizeof(TOut) == 1 ? 1.0f / 128.0f : 1.0f / 32768.0f;
+        // tanh and sigmoid stay in range; exp leaves it by far (steps beyond the int32 bound: the
+        // reference formula runs); decreasing functions give negative steps, whose odd values at
+        // r = 64 are negative ties (every input is visited when n = 65536)
+        std::function<float(float)> f;
+        switch (rep % 5) {
+            case 0: f = [](float x) { return std::tanh(x); }; break;
+            case 1: f = [](float x) { return 1.0f / (1.0f + std::exp(-x)); }; break;
+            case 2: f = [](float x) { return std::exp(x); }; break;
+            case 3: f = [](float x) { return -0.3f * x; }; break;
+            default: f = [](float x) { return -std::tanh(x); }; break;
+        }
+        const auto lut = LutInt16<TOut>::template build<std::function<float(float)>&, Round>(f, s_in, s_out, 0, lo, hi);
+        const std::int64_t n = rep % 2 == 0 ? 65536 : pick(1, 900);
+        std::vector<std::int16_t> x(static_cast<std::size_t>(n));
+        for (std::size_t i = 0; i < x.size(); ++i)
+            x[i] = static_cast<std::int16_t>(n == 65536 ? int(i) - 32768 : rep % 7 == 1 ? -32768 : rep % 7 == 3 ? 32767 : pick(-32768, 32767));
+        std::vector<TOut> want(x.size()), got(x.size());
+        reference::apply_lut<Round>(x.data(), n, lut, want.data());
+        simd::apply_lut<Arch, Round>(x.data(), n, lut, got.data());
+        REQUIRE(want == got);
+    }
+}
+
+template <class Arch, class Round, class T>
+void check_concat(int reps) {
+    for (int rep = 0; rep < reps; ++rep) {
+        const int k = pick(1, 4);
+        const std::int64_t outer = pick(1, 5);
+        const float s_out = 0.05f;
+        const std::int32_t zp_out = sizeof(T) == 1 ? pick(-20, 20) : 0;
+        const std::int32_t qmin = std::numeric_limits<T>::min(), qmax = std::numeric_limits<T>::max();
+        std::vector<std::vector<T>> data(static_cast<std::size_t>(k));
+        std::vector<ConcatInput<T>> in;
+        std::int64_t total = 0;
+        for (int j = 0; j < k; ++j) {
+            const std::int64_t slice = pick(1, 200);
+            data[std::size_t(j)] = values<T>(static_cast<std::size_t>(outer * slice), rep % 5);
+            // same grid (copied), a wider one (saturates), a power-of-two ratio (ties)
+            const int kind = pick(0, 2);
+            const float s_in = kind == 0 ? s_out : kind == 1 ? s_out * 3.7f : s_out * 0.5f;
+            const std::int32_t zp_in = kind == 0 ? zp_out : (sizeof(T) == 1 ? pick(-128, 127) : 0);
+            in.push_back(make_concat_input(data[std::size_t(j)].data(), slice, s_in, zp_in, s_out, zp_out));
+            total += slice;
+        }
+        std::vector<T> want(static_cast<std::size_t>(outer * total)), got(want.size());
+        reference::concat<Round>(in, outer, zp_out, qmin, qmax, want.data());
+        simd::concat<Arch, Round>(in, outer, zp_out, qmin, qmax, got.data());
+        REQUIRE(want == got);
+    }
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("simd int16 LUT equals the reference interpolation (both roundings, ties, out-of-range tables)", Arch,
+                   BPUQ_POOL_ARCHS) {
+    check_lut16<Arch, RoundHalfAwayFromZero, std::int16_t>(24);
+    check_lut16<Arch, RoundHalfToEven, std::int16_t>(24);
+    check_lut16<Arch, RoundHalfAwayFromZero, std::int8_t>(12);
+}
+
+TEST_CASE_TEMPLATE("simd concat equals the reference (copies, requantized inputs, saturation)", Arch, BPUQ_POOL_ARCHS) {
+    check_concat<Arch, RoundHalfAwayFromZero, std::int8_t>(100);
+    check_concat<Arch, RoundHalfToEven, std::int8_t>(100);
+    check_concat<Arch, RoundHalfAwayFromZero, std::int16_t>(60);
 }

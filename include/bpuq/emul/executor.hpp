@@ -15,7 +15,7 @@
 #include "../kernels/simd/conv2d.hpp"
 #include "../kernels/simd/pooling.hpp"
 #include "../kernels/simd/quantize.hpp"
-#include "../kernels/simd/resize.hpp"
+#include "../kernels/simd/concat_resize.hpp"
 #include "program.hpp"
 
 BPUQ_NAMESPACE_BEGIN
@@ -607,7 +607,8 @@ private:
                     in[k].multiplier = mult[k];
                     in[k].identity = zp_v[k] == zp_out && mult[k].multiplier == (1 << 30) && mult[k].shift == 1;
                 }
-                reference::concat<Round>(in, outer, zp_out, qmin, qmax, out.data<T>());
+                if (opt_.use_simd) simd::concat<simd::default_arch, Round>(in, outer, zp_out, qmin, qmax, out.data<T>());
+                else reference::concat<Round>(in, outer, zp_out, qmin, qmax, out.data<T>());
             });
             s[std::size_t(y)] = std::move(out);
         };
@@ -646,8 +647,14 @@ private:
         return [this, l, l8, x, y, ty](std::vector<Tensor>& s) {
             Tensor out(ty, s[std::size_t(x)].shape(), Tensor::Uninitialized{});
             const std::int16_t* in = s[std::size_t(x)].template data<std::int16_t>();
-            if (ty == DType::int16) reference::apply_lut<Round>(in, out.numel(), *l, out.data<std::int16_t>());
-            else reference::apply_lut<Round>(in, out.numel(), *l8, out.data<std::int8_t>());
+            if (opt_.use_simd) {
+                if (ty == DType::int16) simd::apply_lut<simd::default_arch, Round>(in, out.numel(), *l, out.data<std::int16_t>());
+                else simd::apply_lut<simd::default_arch, Round>(in, out.numel(), *l8, out.data<std::int8_t>());
+            } else if (ty == DType::int16) {
+                reference::apply_lut<Round>(in, out.numel(), *l, out.data<std::int16_t>());
+            } else {
+                reference::apply_lut<Round>(in, out.numel(), *l8, out.data<std::int8_t>());
+            }
             s[std::size_t(y)] = std::move(out);
         };
     }

@@ -1,4 +1,4 @@
-// SIMD max / average / global-average pooling, elementwise add/sub/mul and the int8 lookup table, bit-identical to reference::.
+// SIMD max / average / global-average pooling, elementwise add/sub/mul and the int8 and int16 lookup tables, bit-identical to reference::.
 //
 // All of them vectorize across the innermost (channel / element) axis and evaluate the
 // reference's integer formulas lane by lane (docs/ARITHMETIC.md "Kernels: pooling,
@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../reference/eltwise.hpp"
@@ -307,6 +309,53 @@ inline void apply_lut(const std::int8_t* in, std::int64_t n, const LutInt8<TOut>
     }
 #endif
     reference::apply_lut(in + i, n - i, lut, out + i);
+}
+
+/// int16 -> int16/int8 interpolated table; equals reference::apply_lut (LutInt16). Gathers
+/// T[i] and T[i + 1] (AVX2 / AVX-512 `vpgatherdd`) and interpolates in int32 lanes, which is
+/// exact when every step |T[i+1] − T[i]| · 127 + 64 fits int32 (checked per call; tables of
+/// functions that leave the output range by far run the reference's int64 formula).
+template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class TOut>
+inline void apply_lut(const std::int16_t* in, std::int64_t n, const LutInt16<TOut>& lut, TOut* out) noexcept {
+    std::int64_t i = 0;
+#if BPUQ_SIMD_HAS_X86
+    if constexpr (simd_level<Arch> == Level::avx2 || simd_level<Arch> == Level::avx512_vnni) {
+        constexpr Level L = vector_level<Arch>;
+        using Ops = detail::IntOps<L>;
+        using I = xsimd::batch<std::int32_t, typename Ops::arch>;
+        constexpr int W = Ops::lanes;
+        std::int64_t max_step = 0;
+        for (std::size_t k = 0; k + 1 < lut.table.size(); ++k)
+            max_step = std::max<std::int64_t>(max_step, std::abs(std::int64_t(lut.table[k + 1]) - lut.table[k]));
+        std::int64_t max_abs = 0;
+        for (auto t : lut.table) max_abs = std::max<std::int64_t>(max_abs, std::abs(std::int64_t(t)));
+        const bool fits = lut.table.size() == 513 && max_step * 127 + 64 < (std::int64_t(1) << 31) &&
+                          max_abs + max_step < (std::int64_t(1) << 31);
+        if (fits) {
+            const std::int32_t* table = lut.table.data();
+            const I offset(32768), mask(127), half(64), one(1), lo(lut.qmin), hi(lut.qmax);
+            for (; i + W <= n; i += W) {
+                const I u = I(Ops::load_widen(in + i)) + offset;
+                const I idx = u >> 7, r = u & mask;
+                I a, b;
+                if constexpr (L == Level::avx512_vnni) {
+                    a = I(_mm512_i32gather_epi32(idx, table, 4));
+                    b = I(_mm512_i32gather_epi32(idx, table + 1, 4));
+                } else {
+                    a = I(_mm256_i32gather_epi32(reinterpret_cast<const int*>(table), idx, 4));
+                    b = I(_mm256_i32gather_epi32(reinterpret_cast<const int*>(table + 1), idx, 4));
+                }
+                const I p = (b - a) * r;
+                I biased;
+                if constexpr (std::is_same<Round, RoundHalfToEven>::value) biased = p + (half - one) + ((p >> 7) & one);
+                else biased = p + half - ((p >> 31) & one);  // - [p < 0]
+                const I v = xsimd::min(xsimd::max(a + (biased >> 7), lo), hi);
+                detail::store_lanes<L>(out + i, v, W);
+            }
+        }
+    }
+#endif
+    reference::apply_lut<Round>(in + i, n - i, lut, out + i);
 }
 
 }  // namespace simd

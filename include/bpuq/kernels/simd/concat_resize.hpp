@@ -1,5 +1,7 @@
-// SIMD nearest and bilinear Resize over NHWC, bit-identical to reference::resize_nearest / resize_bilinear.
+// SIMD Concat (requantizing inputs) and nearest / bilinear Resize over NHWC, bit-identical to reference::.
 //
+// Concat copies inputs already on the output's grid and requantizes the others with
+// requantize_span's vector lanes (the single rounding of ARITHMETIC.md §6).
 // Bilinear vectorizes across channels and evaluates the reference's formula lane by lane
 // (docs/ARITHMETIC.md "Resize"): the horizontal interpolation h = wx0·(q00 − zp) + wx1·(q01 − zp)
 // is exact in int32 for int8 and int16 (|q − zp| < 2^16, weights ≤ 2^11, so |h| < 2^27); the
@@ -7,11 +9,13 @@
 // products per lane pair (vpmuldq) and rounded with the requantization's 64-bit rounding shift
 // (round_shift_clamp64, the policy's tie rule) by 2·11 bits. One code path for both widths.
 // Nearest is data movement (the reference's row copies), identical by construction.
-// tests/kernels/test_simd_pooling.cpp compares both with the reference bit for bit.
+// tests/kernels/test_simd_pooling.cpp compares each with the reference bit for bit.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 #include "../reference/concat_resize.hpp"
 #include "arch.hpp"
@@ -20,6 +24,24 @@
 
 BPUQ_NAMESPACE_BEGIN
 namespace simd {
+
+/// Concat of [outer][slice] views; equals reference::concat.
+template <class Arch = default_arch, class Round = RoundHalfAwayFromZero, class T>
+inline void concat(const std::vector<ConcatInput<T>>& inputs, std::int64_t outer, std::int32_t zp_out, std::int32_t qmin,
+                   std::int32_t qmax, T* output) {
+    static_assert(is_activation_type<T>, "bpuq: concat takes int8 or int16");
+    std::int64_t out_slice = 0;
+    for (const auto& in : inputs) out_slice += in.slice;
+    for (std::int64_t o = 0; o < outer; ++o) {
+        T* dst = output + o * out_slice;
+        for (const auto& in : inputs) {
+            const T* src = in.data + o * in.slice;
+            if (in.identity) std::memcpy(dst, src, static_cast<std::size_t>(in.slice) * sizeof(T));
+            else requantize_span<Arch, Round>(src, dst, in.slice, in.zero_point, in.multiplier, zp_out, qmin, qmax);
+            dst += in.slice;
+        }
+    }
+}
 
 /// Nearest-neighbour resize of NHWC; equals reference::resize_nearest (channel rows are copied).
 template <class Arch = default_arch, class T>
