@@ -105,3 +105,36 @@ TEST_CASE("Quantizer<Spec> checks its parameters against the Spec") {
     CHECK_THROWS_WITH_AS(Q8(qparams_from_range(-1.0f, 1.0f, 16, true)), doctest::Contains("16-bit"), bpuq::Error);
     CHECK_THROWS_AS(QC(qparams_from_range(-1.0f, 1.0f)), bpuq::Error);
 }
+
+TEST_CASE("apply_fold: broadcast factors multiply or divide every weight exactly as w op f in double") {
+    std::mt19937 rng(21);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f), pos(0.01f, 3.0f);
+    const Shape w_shape{5, 3, 2, 3};
+    std::vector<float> wv(5 * 3 * 2 * 3);
+    for (auto& v : wv) v = u(rng);
+    const Tensor w = Tensor::from_vector<float>(w_shape, wv);
+    // one varying axis (input channels of OIHW, output channels), none, and two (the general loop)
+    for (const Shape& fs : {Shape{1, 3, 1, 1}, Shape{5, 1, 1, 1}, Shape{1, 1, 1, 3}, Shape{1, 1, 1, 1}, Shape{5, 3, 1, 1}}) {
+        CAPTURE(shape_to_string(fs));
+        std::int64_t fn = 1;
+        for (auto d : fs) fn *= d;
+        std::vector<float> fv(static_cast<std::size_t>(fn));
+        for (auto& v : fv) v = pos(rng);
+        const Tensor f = Tensor::from_vector<float>(fs, fv);
+        for (const bool divide : {false, true}) {
+            const Tensor got = apply_fold(w, f, divide);
+            REQUIRE(got.shape() == w_shape);
+            for (std::int64_t o = 0; o < 5; ++o)
+                for (std::int64_t c = 0; c < 3; ++c)
+                    for (std::int64_t k = 0; k < 6; ++k) {
+                        const std::int64_t i = (o * 3 + c) * 6 + k;
+                        const std::int64_t fi = (fs[0] == 1 ? 0 : o) * (fs[1] * fs[3]) + (fs[1] == 1 ? 0 : c) * fs[3] +
+                                                (fs[3] == 1 ? 0 : k % 3);
+                        const double a = wv[std::size_t(i)], b = fv[std::size_t(fi)];
+                        REQUIRE(got.data<float>()[i] == static_cast<float>(divide ? a / b : a * b));
+                    }
+        }
+    }
+    CHECK_THROWS_WITH_AS(apply_fold(w, Tensor::from_vector<float>({1, 2, 1, 1}, {1.0f, 2.0f}), false),
+                         doctest::Contains("do not broadcast"), Error);
+}
