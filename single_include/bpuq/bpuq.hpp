@@ -1295,10 +1295,33 @@ inline Tensor apply_fold(const Tensor& w, const Tensor& f, bool divide) {
         st *= f.dim(d);
     }
     Tensor out(DType::float32, w.shape());
-    std::vector<std::int64_t> idx(w.rank(), 0);
     const float* src = w.data<float>();
     const float* fv = f.data<float>();
     float* dst = out.data<float>();
+    // the usual case, factors along one axis ([1, C, 1, 1] for OIHW weights): [outer][C][inner]
+    // loops whose inner run has one factor (same per-element arithmetic as the general loop)
+    std::size_t varying = w.rank(), count = 0;
+    for (std::size_t d = 0; d < w.rank(); ++d)
+        if (f.dim(d) != 1) varying = d, ++count;
+    if (count <= 1) {
+        std::int64_t outer = 1, inner = 1;
+        const std::int64_t mid = count ? w.dim(varying) : 1;
+        for (std::size_t d = 0; d < w.rank(); ++d) {
+            if (count && d < varying) outer *= w.dim(d);
+            if (!count || d > varying) inner *= w.dim(d);
+        }
+        for (std::int64_t o = 0; o < outer; ++o)
+            for (std::int64_t c = 0; c < mid; ++c) {
+                const double factor = double(fv[c]);
+                const std::int64_t base = (o * mid + c) * inner;
+                if (divide)
+                    for (std::int64_t i = 0; i < inner; ++i) dst[base + i] = static_cast<float>(double(src[base + i]) / factor);
+                else
+                    for (std::int64_t i = 0; i < inner; ++i) dst[base + i] = static_cast<float>(double(src[base + i]) * factor);
+            }
+        return out;
+    }
+    std::vector<std::int64_t> idx(w.rank(), 0);
     for (std::int64_t i = 0; i < w.numel(); ++i) {
         std::int64_t fi = 0;
         for (std::size_t d = 0; d < w.rank(); ++d) fi += idx[d] * fstride[d];
